@@ -1,0 +1,1 @@
+"""Builders of tiny random-weight models and synthetic data, for tests and the offline quickstart."""

@@ -1,0 +1,208 @@
+"""The operator contract: a typed config, resources as plain data, declared columns,
+a lifecycle (``setup`` once per worker, then batches), and per-row error handling.
+
+Operators never import Ray: ``mmbatch.pipelines.plan`` maps them onto Ray Data.
+A batch is a ``pyarrow.Table``; ``Operator.__call__`` hands ``process`` the rows that
+have no error yet, as Python values, and writes its outputs back as Arrow columns.
+A row that fails gets ``error = "<step>: <Type>: <message>"`` and is passed through
+untouched by every later step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .columns import scatter, table_to_columns, to_arrow
+
+ERROR = "error"
+
+
+class OperatorError(ValueError):
+    """A configuration or dependency problem found before any data is processed."""
+
+
+class Resources(BaseModel):
+    """What one worker of a step reserves. Plain data: never derived from the driver's hardware."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpus: float = Field(1.0, ge=0, description="logical CPUs reserved per worker")
+    gpus: float = Field(0.0, ge=0, description="GPUs per worker; fractions share a GPU")
+    memory: int | None = Field(None, ge=0, description="bytes of RAM reserved per worker")
+    concurrency: int | tuple[int, int] = Field(
+        1, description="workers: N, or [min, max] for an autoscaling actor pool"
+    )
+
+    @field_validator("concurrency")
+    @classmethod
+    def _check_concurrency(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
+        lo, hi = (v, v) if isinstance(v, int) else v
+        if lo < 1 or hi < lo:
+            raise ValueError(f"concurrency must be N >= 1 or [min, max] with 1 <= min <= max, got {v}")
+        return v
+
+    @property
+    def pool(self) -> tuple[int, int]:
+        return (self.concurrency, self.concurrency) if isinstance(self.concurrency, int) else self.concurrency
+
+
+class OpConfig(BaseModel):
+    """Base of every operator's config: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class Operator(ABC):
+    """One step of a job. Subclasses set the class attributes and implement ``process``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[OpConfig]]
+    default_resources: ClassVar[Resources] = Resources()
+    default_batch_size: ClassVar[int] = 16
+    stateful: ClassVar[bool] = True  # True: actor pool (setup once); False: Ray tasks
+    requires: ClassVar[tuple[str, ...]] = ()  # import names checked at validation
+    extra: ClassVar[str] = "all"  # pip extra that provides ``requires``
+
+    def __init__(self, config: OpConfig, resources: Resources | None = None, label: str = "") -> None:
+        self.config = config
+        self.resources = resources or self.default_resources
+        self.label = label or self.name
+        self.stats = {"rows": 0, "errors": 0, "seconds": 0.0}
+
+    # -- declared columns -------------------------------------------------------------
+    def inputs(self) -> dict[str, str]:
+        """Columns this step reads (name -> description). Null values make the row an error."""
+        return {}
+
+    def optional_inputs(self) -> dict[str, str]:
+        """Columns this step reads when present; null values are allowed."""
+        return {}
+
+    def outputs(self) -> dict[str, str]:
+        """Columns this step writes (name -> description)."""
+        return {}
+
+    def transient_outputs(self) -> set[str]:
+        """Outputs that only feed later steps (decoded pixels, waveforms): not written."""
+        return set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @classmethod
+    def check_requirements(cls) -> None:
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise OperatorError(
+                f"operator '{cls.name}' needs {', '.join(missing)}: pip install 'mmbatch[{cls.extra}]'"
+            )
+
+    def setup(self) -> None:
+        """Load models etc. Called once per worker before the first batch."""
+
+    @abstractmethod
+    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+        """Process rows that have no error. Returns one list (or array) per output column,
+        aligned with the input rows. An optional ``"error"`` list marks single rows as
+        failed (None = ok). Raising marks the whole batch; the base then bisects it to
+        find the rows that fail."""
+
+    # -- the shared batch path ----------------------------------------------------------
+    def __call__(self, table: pa.Table) -> pa.Table:
+        start = time.perf_counter()
+        n = table.num_rows
+        errors: list[str | None] = (
+            table.column(ERROR).to_pylist() if ERROR in table.column_names else [None] * n
+        )
+        required = list(self.inputs())
+        optional = [c for c in self.optional_inputs() if c in table.column_names]
+        cols = table_to_columns(table, required + optional)
+        for name in required:
+            for i, v in enumerate(cols[name]):
+                if errors[i] is None and v is None:
+                    errors[i] = f"{self.label}: input column '{name}' is null"
+        good = [i for i in range(n) if errors[i] is None]
+        results: dict[str, list[Any]] = {name: [None] * len(good) for name in self.outputs()}
+        if good:
+            sub = {k: [v[i] for i in good] for k, v in cols.items()}
+            self._run(sub, list(range(len(good))), results, good, errors)
+        for name in self.outputs():
+            values = scatter(results[name], good, n)
+            # a row that failed after another row succeeded keeps no partial output
+            values = [None if errors[i] is not None else v for i, v in enumerate(values)]
+            array = to_arrow(values)
+            if name in table.column_names:
+                table = table.set_column(table.column_names.index(name), name, array)
+            else:
+                table = table.append_column(name, array)
+        error_array = pa.array(errors, type=pa.string())
+        if ERROR in table.column_names:
+            table = table.set_column(table.column_names.index(ERROR), ERROR, error_array)
+        else:
+            table = table.append_column(ERROR, error_array)
+        self.stats["rows"] += n
+        self.stats["errors"] += sum(e is not None for e in errors)
+        self.stats["seconds"] += time.perf_counter() - start
+        return table
+
+    def _run(
+        self,
+        sub: dict[str, list[Any]],
+        idx: list[int],
+        results: dict[str, list[Any]],
+        good: list[int],
+        errors: list[str | None],
+    ) -> None:
+        """Process rows ``idx`` of ``sub``; on an exception split the rows in halves."""
+        part = {k: [v[i] for i in idx] for k, v in sub.items()}
+        try:
+            out = self.process(part)
+            for name in self.outputs():
+                if name not in out:
+                    raise RuntimeError(f"operator '{self.name}' returned no column '{name}'")
+                if len(out[name]) != len(idx):
+                    raise RuntimeError(
+                        f"operator '{self.name}' returned {len(out[name])} values for "
+                        f"'{name}' on {len(idx)} rows"
+                    )
+        except Exception as exc:  # noqa: BLE001 - one bad row must not fail the job
+            if len(idx) == 1:
+                errors[good[idx[0]]] = f"{self.label}: {type(exc).__name__}: {exc}"
+                return
+            mid = len(idx) // 2
+            self._run(sub, idx[:mid], results, good, errors)
+            self._run(sub, idx[mid:], results, good, errors)
+            return
+        row_errors = out.get(ERROR)
+        for j, i in enumerate(idx):
+            if row_errors is not None and row_errors[j] is not None:
+                errors[good[i]] = f"{self.label}: {row_errors[j]}"
+                continue
+            for name in self.outputs():
+                results[name][i] = out[name][j]
+
+
+def map_rows(
+    batch: dict[str, list[Any]], fn: Callable[..., dict[str, Any]], columns: list[str]
+) -> dict[str, list[Any]]:
+    """Apply ``fn`` row by row; an exception marks that row only (the ``"error"`` list).
+
+    For stateless per-row work (decoding) where bisection would redo good rows."""
+    n = len(next(iter(batch.values()))) if batch else 0
+    out: dict[str, list[Any]] = {c: [None] * n for c in columns}
+    errors: list[str | None] = [None] * n
+    for i in range(n):
+        try:
+            row = fn(**{k: v[i] for k, v in batch.items()})
+        except Exception as exc:  # noqa: BLE001
+            errors[i] = f"{type(exc).__name__}: {exc}"
+            continue
+        for c in columns:
+            out[c][i] = row[c]
+    out[ERROR] = errors
+    return out
