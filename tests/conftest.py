@@ -1,0 +1,85 @@
+"""Shared fixtures: one local Ray per test session, tiny models built once, job helpers.
+
+Tests never reach a network: the hub is switched off before anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+# Logical resources of the test cluster: more CPUs than cores so several actor pools fit,
+# and logical GPUs so GPU-requesting steps schedule (they run on CPU inside the actors).
+RAY_CPUS = 4
+RAY_GPUS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Any:
+    """Start Ray once for the whole test session."""
+    import ray
+
+    os.environ["MMBATCH_CACHE"] = os.environ.get("MMBATCH_CACHE") or str(
+        Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / "mmbatch-test-cache"
+    )
+    if not ray.is_initialized():
+        ray.init(num_cpus=RAY_CPUS, num_gpus=RAY_GPUS, include_dashboard=False, configure_logging=False)
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_models("clip")`` -> folder of a tiny random-weight model, built once per session.
+
+    Names map to ``build_tiny_<name>`` in ``mmbatch.testing`` modules."""
+    import importlib
+
+    root = tmp_path_factory.mktemp("models")
+    built: dict[str, Path] = {}
+    modules = ["mmbatch.testing.vision", "mmbatch.testing.audio", "mmbatch.testing.vlm",
+               "mmbatch.testing.diffusion", "mmbatch.testing.video"]
+
+    def get(name: str) -> Path:
+        if name not in built:
+            for module in modules:
+                try:
+                    mod = importlib.import_module(module)
+                except ModuleNotFoundError:
+                    continue
+                fn = getattr(mod, f"build_tiny_{name}", None)
+                if fn is not None:
+                    built[name] = Path(fn(root / name))
+                    break
+            else:
+                raise LookupError(f"no builder build_tiny_{name} in {modules}")
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def run_job_dict(ray_session: Any, tmp_path: Path) -> Callable[..., Any]:
+    """Validate a job given as a dict and run it on the session's Ray; returns the summary."""
+    from mmbatch.pipelines.plan import run_job
+    from mmbatch.pipelines.spec import job_from_dict
+
+    def run(data: dict[str, Any], **kwargs: Any) -> Any:
+        data = dict(data)
+        data.setdefault("name", "test-job")
+        data.setdefault("output", {"path": str(tmp_path / "out")})
+        return run_job(job_from_dict(data), **kwargs)
+
+    return run
