@@ -47,7 +47,7 @@ def _tensors_to_numpy(arr: pa.Array) -> list[np.ndarray | None]:
         if item is None:
             out.append(None)
         else:
-            data = np.frombuffer(item["data"], dtype=np.dtype(item["dtype"]))
+            data = np.frombuffer(bytearray(item["data"]), dtype=np.dtype(item["dtype"]))
             out.append(data.reshape(item["shape"]))
     return out
 

@@ -31,6 +31,9 @@ class ModelConfig(OpConfig):
     )
     allow_pickle: bool = Field(False, description="allow .bin/.pt (pickle) weights; default safetensors only")
     trust_remote_code: bool = False
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for an object-store model URL"
+    )
     threads: int | None = Field(
         None, ge=1, description="torch intra-op threads per worker (default: the step's cpus, at least 1)"
     )
@@ -97,7 +100,7 @@ class ModelOperator(Operator):
         cfg: ModelConfig = self.config  # type: ignore[assignment]
         torch.set_num_threads(cfg.threads or max(1, int(round(self.resources.cpus))))
         self.device = "cuda" if self.resources.gpus > 0 and torch.cuda.is_available() else "cpu"
-        self.load(resolve_local_path(cfg.model))
+        self.load(resolve_local_path(cfg.model, cfg.storage_options))
 
     def load(self, path: str) -> None:
         """Load model and processor from ``path`` (a local folder or a hub id)."""

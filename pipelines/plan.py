@@ -246,7 +246,7 @@ class RunSummary:
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0
             lines.append(
-                f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} errors so far, "
+                f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} error rows, "
                 f"{rate:.2f} rows/s per worker-second"
             )
         for m in self.metrics:

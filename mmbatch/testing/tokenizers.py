@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 __all__ = [
     "WORDS",
@@ -43,9 +44,34 @@ __all__ = [
 
 # --------------------------------------------------------------------------- corpus
 
-COLORS = ("red", "green", "blue", "yellow", "black", "white", "orange", "purple", "pink", "brown", "gray")
+COLORS = (
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "black",
+    "white",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "gray",
+)
 SHAPES = ("square", "circle", "triangle", "rectangle", "line", "dot", "star", "cross", "stripe")
-ANIMALS = ("cat", "dog", "bird", "horse", "cow", "sheep", "fish", "bear", "mouse", "duck", "rabbit", "lion")
+ANIMALS = (
+    "cat",
+    "dog",
+    "bird",
+    "horse",
+    "cow",
+    "sheep",
+    "fish",
+    "bear",
+    "mouse",
+    "duck",
+    "rabbit",
+    "lion",
+)
 
 WORDS: tuple[str, ...] = tuple(
     dict.fromkeys(
@@ -78,7 +104,10 @@ WORDS: tuple[str, ...] = tuple(
 CAPTIONS: tuple[str, ...] = tuple(
     [f"a photo of a {a}" for a in ANIMALS]
     + [f"a photo of a {c} {s}" for c in COLORS for s in SHAPES[:4]]
-    + [f"a {c} {s} on a {b} background" for c, s, b in zip(COLORS, SHAPES * 2, reversed(COLORS))]
+    + [
+        f"a {c} {s} on a {b} background"
+        for c, s, b in zip(COLORS, SHAPES * 2, reversed(COLORS), strict=False)
+    ]
     + [f"a picture of two {a}s" for a in ANIMALS[:6]]
     + [
         "a cat sitting on a couch",
@@ -112,7 +141,11 @@ def corpus() -> list[str]:
 @lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable unicode character map (the ByteLevel alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -120,7 +153,7 @@ def bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 def _byte_level(text: str) -> str:
@@ -173,7 +206,7 @@ def train_bpe(
     for _ in range(num_merges):
         pairs: Counter[tuple[str, str]] = Counter()
         for symbols, count in words:
-            for pair in zip(symbols, symbols[1:]):
+            for pair in zip(symbols, symbols[1:], strict=False):
                 pairs[pair] += count
         if not pairs:
             break
@@ -193,7 +226,9 @@ def train_bpe(
 
 
 @lru_cache(maxsize=8)
-def _bpe(style: str, num_merges: int) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]:
+def _bpe(
+    style: str, num_merges: int
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]:
     alphabet = list(bytes_to_unicode().values())
     if style == "clip":
         merges = train_bpe(_word_counts("clip", corpus()), num_merges, end_of_word_suffix="</w>")
@@ -207,7 +242,9 @@ def _bpe(style: str, num_merges: int) -> tuple[tuple[tuple[str, int], ...], tupl
         specials_back = [] if style == "opt" else ["<|endoftext|>"]
     else:
         raise ValueError(f"unknown BPE style {style!r}; expected 'clip', 'gpt2' or 'opt'")
-    ordered = list(dict.fromkeys(specials_front + tokens + [a + b for a, b in merges] + specials_back))
+    ordered = list(
+        dict.fromkeys(specials_front + tokens + [a + b for a, b in merges] + specials_back)
+    )
     vocab = tuple((tok, i) for i, tok in enumerate(ordered))
     return vocab, tuple(merges)
 
@@ -234,7 +271,9 @@ def bpe_tokenizer_files(
     vocab, merges = bpe_vocab_and_merges(style, num_merges)
     vocab_path = save_dir / "vocab.json"
     merges_path = save_dir / "merges.txt"
-    vocab_path.write_text(json.dumps(vocab, ensure_ascii=False, indent=0, sort_keys=False) + "\n", encoding="utf-8")
+    vocab_path.write_text(
+        json.dumps(vocab, ensure_ascii=False, indent=0, sort_keys=False) + "\n", encoding="utf-8"
+    )
     merges_path.write_text(
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
     )
@@ -282,7 +321,9 @@ def _save(tok, save_dir: str | Path | None):
     return tok
 
 
-def clip_tokenizer(save_dir: str | Path | None = None, *, model_max_length: int = 77, num_merges: int = 300):
+def clip_tokenizer(
+    save_dir: str | Path | None = None, *, model_max_length: int = 77, num_merges: int = 300
+):
     """A ``CLIPTokenizer`` (the fast, tokenizers-backed class; ``CLIPTokenizerFast`` is the same
     class in transformers 5). ``<|startoftext|>``/``<|endoftext|>`` are the last two ids and
     ``<|endoftext|>`` also pads, exactly as in OpenAI CLIP. Saved to ``save_dir`` if given."""
@@ -305,7 +346,9 @@ def bert_tokenizer(
     from transformers import BertTokenizer
 
     vocab = wordpiece_vocab(extra_tokens)
-    tok = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=model_max_length, **kwargs)
+    tok = BertTokenizer(
+        vocab=vocab, do_lower_case=True, model_max_length=model_max_length, **kwargs
+    )
     return _save(tok, save_dir)
 
 
@@ -349,5 +392,7 @@ def opt_tokenizer(
         model_max_length=model_max_length,
     )
     if image_token is not None:
-        tok.add_tokens([AddedToken(image_token, normalized=False, special=True)], special_tokens=True)
+        tok.add_tokens(
+            [AddedToken(image_token, normalized=False, special=True)], special_tokens=True
+        )
     return _save(tok, save_dir)

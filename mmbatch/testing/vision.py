@@ -27,8 +27,9 @@ under a second once ``transformers`` is imported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 from mmbatch.testing import tokenizers as _tok
 
@@ -40,6 +41,8 @@ __all__ = [
     "build_tiny_blip2",
     "BUILDERS",
 ]
+
+CROSS_ATTENTION_GAIN = 5.0
 
 # CLIP / BLIP normalisation constants (as in the OpenAI / Salesforce checkpoints).
 _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -57,9 +60,21 @@ def _save(model, processor, out_dir: str | Path) -> Path:
 
 
 def _seed(seed: int) -> None:
+    """Plain ``torch.manual_seed`` (kept for other builders; prefer :func:`_seeded`)."""
     import torch
 
     torch.manual_seed(seed)
+
+
+@contextmanager
+def _seeded(seed: int):
+    """``torch.manual_seed(seed)`` for the model's initialisation, without disturbing the caller's
+    global RNG state (it is restored on exit)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _check_patch(image_size: int, patch_size: int) -> None:
@@ -77,7 +92,7 @@ def build_tiny_clip(
     image_size: int = 32,
     patch_size: int = 8,
     hidden_size: int = 32,
-    projection_dim: int = 32,
+    projection_dim: int = 24,
     num_layers: int = 2,
 ) -> Path:
     """``CLIPModel`` + ``CLIPProcessor`` (``CLIPImageProcessor`` resizing the shortest edge to
@@ -85,9 +100,18 @@ def build_tiny_clip(
 
     In transformers 5 ``get_image_features`` / ``get_text_features`` return a
     ``BaseModelOutputWithPooling`` whose ``.pooler_output`` is the projected
-    ``(batch, projection_dim)`` embedding (4.x returned the tensor itself).
+    ``(batch, projection_dim)`` embedding (4.x returned the tensor itself). ``projection_dim``
+    (24) differs from ``hidden_size`` (32) on purpose, so code that reads the unprojected
+    hidden state instead of the embedding fails on shape.
     """
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTextConfig,
+        CLIPVisionConfig,
+    )
 
     _check_patch(image_size, patch_size)
     tokenizer = _tok.clip_tokenizer(model_max_length=77)
@@ -125,8 +149,8 @@ def build_tiny_clip(
         image_std=_CLIP_STD,
     )
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    _seed(seed)
-    model = CLIPModel(config)
+    with _seeded(seed):
+        model = CLIPModel(config)
     return _save(model, processor, out_dir)
 
 
@@ -164,8 +188,8 @@ def build_tiny_vit_classifier(
     processor = ViTImageProcessor(
         size={"height": image_size, "width": image_size}, image_mean=[0.5] * 3, image_std=[0.5] * 3
     )
-    _seed(seed)
-    model = ViTForImageClassification(config)
+    with _seeded(seed):
+        model = ViTForImageClassification(config)
     return _save(model, processor, out_dir)
 
 
@@ -217,16 +241,34 @@ def _blip_parts(image_size: int, patch_size: int, hidden_size: int, num_layers: 
     return config, processor, tokenizer
 
 
-def _discourage_special_tokens(lm_bias, tokenizer) -> None:
-    """Push the output bias of non-text special tokens down so greedy captions/answers are words.
+def _favour_words_bias(lm_bias, tokenizer) -> None:
+    """Set the LM output bias so a random BLIP decoder's greedy output reads as words: 0 for whole
+    corpus words, -10 for everything else (word pieces, single characters, special tokens).
 
-    [SEP] (the stop token) is only lowered a little, so generation can still end early."""
+    The stop token [SEP] is in the "everything else" group too, so greedy generation runs to
+    ``max_new_tokens`` / ``max_length`` and captions are never empty."""
+    import torch
+
+    words = set(_tok.WORDS)
+    with torch.no_grad():
+        lm_bias.fill_(-10.0)
+        for token, i in tokenizer.get_vocab().items():
+            if token in words and (len(token) > 1 or token == "a"):
+                lm_bias[i] = 0.0
+
+
+def _amplify_cross_attention(model, factor: float) -> None:
+    """Scale the value and output projections of every text-to-image cross-attention by ``factor``.
+
+    At BERT's init scale (std 0.02, hidden 32) the image contributes only a few percent of the
+    decoder's residual stream, so a random BLIP says the same thing about every image; amplified,
+    different images get different captions / answers (still deterministic)."""
     import torch
 
     with torch.no_grad():
-        for tok in ("[PAD]", "[UNK]", "[CLS]", "[MASK]", "[DEC]", "[ENC]"):
-            lm_bias[tokenizer.convert_tokens_to_ids(tok)] = -10.0
-        lm_bias[tokenizer.sep_token_id] = -1.0
+        for name, param in model.named_parameters():
+            if ".crossattention.self.value." in name or ".crossattention.output.dense." in name:
+                param.mul_(factor)
 
 
 def build_tiny_blip_captioner(
@@ -246,9 +288,10 @@ def build_tiny_blip_captioner(
     from transformers import BlipForConditionalGeneration
 
     config, processor, tokenizer = _blip_parts(image_size, patch_size, hidden_size, num_layers)
-    _seed(seed)
-    model = BlipForConditionalGeneration(config)
-    _discourage_special_tokens(model.text_decoder.cls.predictions.bias, tokenizer)
+    with _seeded(seed):
+        model = BlipForConditionalGeneration(config)
+        _amplify_cross_attention(model, CROSS_ATTENTION_GAIN)
+        _favour_words_bias(model.text_decoder.cls.predictions.bias, tokenizer)
     return _save(model, processor, out_dir)
 
 
@@ -266,9 +309,10 @@ def build_tiny_blip_vqa(
     from transformers import BlipForQuestionAnswering
 
     config, processor, tokenizer = _blip_parts(image_size, patch_size, hidden_size, num_layers)
-    _seed(seed)
-    model = BlipForQuestionAnswering(config)
-    _discourage_special_tokens(model.text_decoder.cls.predictions.bias, tokenizer)
+    with _seeded(seed):
+        model = BlipForQuestionAnswering(config)
+        _amplify_cross_attention(model, CROSS_ATTENTION_GAIN)
+        _favour_words_bias(model.text_decoder.cls.predictions.bias, tokenizer)
     return _save(model, processor, out_dir)
 
 
@@ -276,12 +320,14 @@ def build_tiny_blip_vqa(
 
 
 def _favour_words(lm_head_weight, tokenizer, other_scale: float = 0.05) -> None:
-    """Shrink the output-embedding rows of every token that is not a whole space-prefixed word
-    (``Ġcat``), so that a random model's greedy output reads as words, not stray bytes."""
+    """Shrink the output-embedding rows of every token that is not a whole space-prefixed corpus
+    word (``Ġcat``), so that a random model's greedy output reads as words, not stray bytes."""
     import torch
 
-    vocab = tokenizer.get_vocab()
-    keep = sorted(i for t, i in vocab.items() if t.startswith("Ġ") and len(t) > 2 and t[1:].isalpha())
+    words = set(_tok.WORDS)
+    keep = sorted(
+        i for t, i in tokenizer.get_vocab().items() if t.startswith("Ġ") and t[1:] in words
+    )
     scale = torch.full((lm_head_weight.shape[0], 1), other_scale, dtype=lm_head_weight.dtype)
     scale[keep] = 1.0
     with torch.no_grad():
@@ -306,10 +352,10 @@ def build_tiny_blip2(
     prompt to ``<image>``×num_query_tokens + ``</s>`` + text, and the model scatters the Q-Former
     outputs into those positions. Without text the model builds the same prefix itself."""
     from transformers import (
-        BlipImageProcessor,
         Blip2Config,
         Blip2ForConditionalGeneration,
         Blip2Processor,
+        BlipImageProcessor,
         OPTConfig,
     )
 
@@ -359,10 +405,12 @@ def build_tiny_blip2(
     image_processor = BlipImageProcessor(
         size={"height": image_size, "width": image_size}, image_mean=_CLIP_MEAN, image_std=_CLIP_STD
     )
-    processor = Blip2Processor(image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=num_query_tokens)
-    _seed(seed)
-    model = Blip2ForConditionalGeneration(config)
-    _favour_words(model.language_model.get_output_embeddings().weight, tokenizer)
+    processor = Blip2Processor(
+        image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=num_query_tokens
+    )
+    with _seeded(seed):
+        model = Blip2ForConditionalGeneration(config)
+        _favour_words(model.language_model.get_output_embeddings().weight, tokenizer)
     return _save(model, processor, out_dir)
 
 

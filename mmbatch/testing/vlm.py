@@ -1,0 +1,184 @@
+"""Tiny random-weight chat-template vision-language models, saved like hub checkpoints.
+
+=====================================  ==========================================================
+builder                                what it is (loads with ``AutoModelForImageTextToText`` +
+                                       ``AutoProcessor``, offline)
+=====================================  ==========================================================
+:func:`build_tiny_llava`               ``LlavaForConditionalGeneration`` (CLIP vision tower, Llama
+                                       LM) + ``LlavaProcessor`` carrying the llava-1.5-hf chat
+                                       template (``USER: <image>\\n... ASSISTANT:``)
+:func:`build_tiny_idefics2`            ``Idefics2ForConditionalGeneration`` (SigLIP-style vision,
+                                       perceiver resampler, Mistral LM) + ``Idefics2Processor``
+                                       with the idefics2-8b chat template: several images per
+                                       prompt, interleaved with text
+=====================================  ==========================================================
+
+Both use the OPT-style byte-level BPE tokenizer of :mod:`mmbatch.testing.tokenizers`, an untied
+LM head whose non-word rows are shrunk (so greedy answers read as words), 32x32 images and
+hidden size 32. Same call, same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmbatch.testing import tokenizers as _tok
+from mmbatch.testing.vision import _CLIP_MEAN, _CLIP_STD, _favour_words, _save, _seed
+
+__all__ = ["LLAVA_CHAT_TEMPLATE", "IDEFICS2_CHAT_TEMPLATE", "build_tiny_llava", "build_tiny_idefics2"]
+
+# The template shipped with llava-hf/llava-1.5-7b-hf (images first, then the text of a turn).
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+# The template shipped with HuggingFaceM4/idefics2-8b: content items rendered in order.
+IDEFICS2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{message['role'].capitalize()}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def _llama_like(tokenizer, hidden_size: int, num_layers: int) -> dict:
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        initializer_range=0.2,
+    )
+
+
+def build_tiny_llava(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+) -> Path:
+    """``LlavaForConditionalGeneration`` + ``LlavaProcessor`` (``CLIPImageProcessor``, OPT-style
+    tokenizer with ``<image>``, the llava-1.5 chat template). Like llava-1.5: features from the
+    second-to-last vision layer without CLS, so each ``<image>`` expands to (size/patch)² tokens."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = _tok.opt_tokenizer(image_token="<image>")
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vision = CLIPVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    text = LlamaConfig(**_llama_like(tokenizer, hidden_size, num_layers))
+    config = LlavaConfig(
+        vision_config=vision.to_dict(),
+        text_config=text.to_dict(),
+        image_token_index=image_token_id,
+        image_seq_length=(image_size // patch_size) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=_CLIP_MEAN,
+        image_std=_CLIP_STD,
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    _seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    _favour_words(model.lm_head.weight, tokenizer)
+    return _save(model, processor, out_dir)
+
+
+def build_tiny_idefics2(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    image_seq_len: int = 4,
+) -> Path:
+    """``Idefics2ForConditionalGeneration`` + ``Idefics2Processor`` (``Idefics2ImageProcessor``
+    without image splitting, the idefics2 chat template). Each ``<image>`` in a prompt becomes
+    ``<fake_token_around_image>`` + ``image_seq_len`` perceiver latents; a prompt may hold any
+    number of images, interleaved with its text."""
+    from transformers import Idefics2Config, Idefics2ForConditionalGeneration, Idefics2ImageProcessor, Idefics2Processor
+
+    tokenizer = _tok.opt_tokenizer()
+    image_processor = Idefics2ImageProcessor(
+        do_image_splitting=False,
+        size={"shortest_edge": image_size, "longest_edge": image_size},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = Idefics2Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,  # the processor adds <fake_token_around_image>, <image>, <end_of_utterance>
+        image_seq_len=image_seq_len,
+        chat_template=IDEFICS2_CHAT_TEMPLATE,
+    )
+    vision = dict(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    perceiver = dict(
+        hidden_size=hidden_size,
+        resampler_n_latents=image_seq_len,
+        resampler_depth=1,
+        resampler_n_heads=2,
+        resampler_head_dim=16,
+        num_key_value_heads=1,
+    )
+    config = Idefics2Config(
+        vision_config=vision,
+        perceiver_config=perceiver,
+        text_config=dict(model_type="mistral", **_llama_like(tokenizer, hidden_size, num_layers)),
+        image_token_id=processor.image_token_id,
+        tie_word_embeddings=False,
+    )
+    _seed(seed)
+    model = Idefics2ForConditionalGeneration(config)
+    _favour_words(model.lm_head.weight, tokenizer)
+    return _save(model, processor, out_dir)

@@ -1,0 +1,146 @@
+"""embed / classify / caption equal the same model called directly through transformers."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from mmbatch.operators.columns import column_to_python
+from mmbatch.testing.images import encode, synthetic_image
+
+from .helpers import make_op, run_ops
+
+TEXTS = ["a photo of a cat", "a red square", "a blue circle on a green field", "dog", ""]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [synthetic_image(i, (72 + 8 * i, 64)) for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def decoded(images):
+    table = pa.table({"id": [str(i) for i in range(5)], "image": [encode(im, "PNG") for im in images], "text": TEXTS})
+    return make_op("decode_image")(table)
+
+
+def test_embed_equals_clip_features(tiny_models, decoded, images):
+    from transformers import CLIPModel, CLIPProcessor
+
+    path = tiny_models("clip")
+    out = make_op("embed", model=str(path), text="text")(decoded)
+    model, proc = CLIPModel.from_pretrained(path).eval(), CLIPProcessor.from_pretrained(path)
+    with torch.inference_mode():
+        img = model.get_image_features(**proc(images=[np.asarray(i) for i in images], return_tensors="pt"))
+        txt = model.get_text_features(**proc(text=TEXTS, padding=True, truncation=True, return_tensors="pt"))
+    img = getattr(img, "pooler_output", img)
+    txt = getattr(txt, "pooler_output", txt)
+    ref_i = torch.nn.functional.normalize(img, dim=-1).numpy()
+    ref_t = torch.nn.functional.normalize(txt, dim=-1).numpy()
+    got_i = np.stack(column_to_python(out.column("image_embedding")))
+    got_t = np.stack(column_to_python(out.column("text_embedding")))
+    assert out.column("image_embedding").type == pa.list_(pa.float32())
+    np.testing.assert_allclose(got_i, ref_i, atol=1e-5)
+    np.testing.assert_allclose(got_t, ref_t, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got_i, axis=1), 1.0, atol=1e-5)
+
+
+def test_zero_shot_classify_equals_clip_logits(tiny_models, decoded, images):
+    from transformers import CLIPModel, CLIPProcessor
+
+    path = tiny_models("clip")
+    labels = ["cat", "dog", "red square", "blue circle"]
+    out = make_op("classify", model=str(path), labels=labels, top_k=2)(decoded)
+    model, proc = CLIPModel.from_pretrained(path).eval(), CLIPProcessor.from_pretrained(path)
+    prompts = [f"a photo of a {label}." for label in labels]
+    with torch.inference_mode():
+        logits = model(**proc(text=prompts, images=[np.asarray(i) for i in images], return_tensors="pt", padding=True)).logits_per_image
+    probs = logits.softmax(-1)
+    top = probs.topk(2, dim=-1)
+    assert out.column("label_topk").to_pylist() == [[labels[j] for j in row] for row in top.indices.tolist()]
+    np.testing.assert_allclose(np.array(out.column("label_scores").to_pylist()), top.values.numpy(), atol=1e-5)
+    assert out.column("label").to_pylist() == [labels[j] for j in top.indices[:, 0].tolist()]
+
+
+def test_classify_equals_vit_softmax(tiny_models, decoded, images):
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    path = tiny_models("vit_classifier")
+    out = make_op("classify", model=str(path), top_k=3)(decoded)
+    model = AutoModelForImageClassification.from_pretrained(path).eval()
+    proc = AutoImageProcessor.from_pretrained(path)
+    with torch.inference_mode():
+        probs = model(**proc(images=[np.asarray(i) for i in images], return_tensors="pt")).logits.softmax(-1)
+    top = probs.topk(3, dim=-1)
+    names = [[model.config.id2label[j] for j in row] for row in top.indices.tolist()]
+    assert out.column("label_topk").to_pylist() == names
+    np.testing.assert_allclose(np.array(out.column("label_scores").to_pylist()), top.values.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("prompt", [None, "a picture of"])
+def test_caption_equals_blip_generate_row_by_row(tiny_models, decoded, images, prompt):
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    path = tiny_models("blip_captioner")
+    kw = {"prompt": prompt} if prompt else {}
+    out = make_op("caption", model=str(path), max_new_tokens=12, **kw)(decoded)
+    model = BlipForConditionalGeneration.from_pretrained(path).eval()
+    proc = BlipProcessor.from_pretrained(path)
+    expected = []
+    for im in images:
+        inputs = proc(images=np.asarray(im), text=prompt, return_tensors="pt") if prompt else proc(
+            images=np.asarray(im), return_tensors="pt")
+        with torch.inference_mode():
+            ids = model.generate(**inputs, max_new_tokens=12, num_beams=1, do_sample=False)
+        expected.append(proc.decode(ids[0], skip_special_tokens=True).strip())
+    assert out.column("caption").to_pylist() == expected
+    assert any(expected)  # the tiny model says something, so equality means something
+
+
+def test_caption_blip2_through_image_text_to_text(tiny_models, decoded, images):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = tiny_models("blip2")
+    out = make_op("caption", model=str(path), max_new_tokens=6)(decoded)
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    proc = AutoProcessor.from_pretrained(path)
+    expected = []
+    for im in images:
+        inputs = proc(images=np.asarray(im), return_tensors="pt")
+        with torch.inference_mode():
+            ids = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+        prompt_ids = inputs.get("input_ids")
+        if prompt_ids is not None and bool((ids[:, : prompt_ids.shape[1]] == prompt_ids).all()):
+            ids = ids[:, prompt_ids.shape[1]:]
+        expected.append(proc.batch_decode(ids, skip_special_tokens=True)[0].strip())
+    assert out.column("error").null_count == len(images)
+    assert out.column("caption").to_pylist() == expected
+
+
+def test_model_errors_are_row_errors_not_crashes(tiny_models):
+    path = tiny_models("clip")
+    table = pa.table({"id": ["ok", "bad"], "image": [encode(synthetic_image(0, (40, 40))), b"nope"]})
+    out = run_ops(table, make_op("decode_image"), make_op("embed", model=str(path)))
+    assert out.column("error").to_pylist()[0] is None
+    assert out.column("error").to_pylist()[1].startswith("decode_image:")
+    assert out.column("image_embedding").to_pylist()[1] is None
+
+
+def test_safetensors_only_unless_allow_pickle(tmp_path, tiny_models):
+    import shutil
+
+    from transformers import CLIPModel
+
+    src = tiny_models("clip")
+    dst = tmp_path / "pickled"
+    shutil.copytree(src, dst)
+    model = CLIPModel.from_pretrained(src)
+    for f in dst.glob("*.safetensors"):
+        f.unlink()
+    torch.save(model.state_dict(), dst / "pytorch_model.bin")  # a pickle checkpoint
+    from mmbatch.operators.registry import get_operator
+
+    cls = get_operator("embed")
+    with pytest.raises(OSError, match="allow_pickle"):
+        cls(cls.Config(model=str(dst))).setup()
+    cls(cls.Config(model=str(dst), allow_pickle=True)).setup()

@@ -1,0 +1,83 @@
+import textwrap
+
+import pytest
+
+from mmbatch.pipelines.spec import JobSpecError, apply_override, check_columns, interpolate, job_from_dict, load_job
+
+
+def write(tmp_path, text):
+    p = tmp_path / "job.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+BASE = """
+name: t
+input: {path: data.parquet, columns: [id, image]}
+steps:
+  - op: decode_image
+  - op: caption
+    model: some/model
+    max_new_tokens: 5
+output: {path: out}
+"""
+
+
+def test_valid_job_builds_steps_with_resources_and_batch_size(tmp_path):
+    job = load_job(write(tmp_path, BASE), ["steps.1.batch_size=8", "steps.1.resources.gpus=0.25"])
+    assert [s.op for s in job.steps] == ["decode_image", "caption"]
+    assert job.steps[1].batch_size == 8
+    assert job.steps[1].resources.gpus == 0.25
+    assert job.steps[1].config.max_new_tokens == 5
+
+
+def test_typo_names_file_step_key_and_valid_keys(tmp_path):
+    p = write(tmp_path, BASE.replace("max_new_tokens", "max_new_token"))
+    with pytest.raises(JobSpecError) as e:
+        load_job(p)
+    msg = str(e.value)
+    assert str(p) in msg and "steps[1] (op: caption)" in msg and "unknown key 'max_new_token'" in msg
+    assert "max_new_tokens" in msg and "resources" in msg  # the valid keys are listed
+
+
+def test_unknown_op_top_level_key_and_resources_key(tmp_path):
+    with pytest.raises(JobSpecError, match=r"steps\[0\].*unknown op 'decode_imag'"):
+        load_job(write(tmp_path, BASE.replace("op: decode_image", "op: decode_imag")))
+    with pytest.raises(JobSpecError, match="unknown key 'outptu'"):
+        load_job(write(tmp_path, BASE.replace("output:", "outptu:")))
+    with pytest.raises(JobSpecError, match=r"resources.*unknown key 'gpu'"):
+        load_job(write(tmp_path, BASE), ["steps.1.resources.gpu=1"])
+    with pytest.raises(JobSpecError, match="batch_size must be a positive integer"):
+        load_job(write(tmp_path, BASE), ["steps.1.batch_size=0"])
+
+
+def test_column_chaining_and_id_column_are_checked_before_launch(tmp_path):
+    bad = BASE.replace("  - op: decode_image\n", "")
+    with pytest.raises(JobSpecError, match=r"steps\[0\] \(op: caption\) reads column\(s\) 'pixels'"):
+        load_job(write(tmp_path, bad))
+    with pytest.raises(JobSpecError, match="id_column 'key' is not a source column"):
+        load_job(write(tmp_path, BASE), ["input.id_column=key"])
+    job = load_job(write(tmp_path, BASE.replace(", columns: [id, image]", "")))  # unknown columns: later
+    with pytest.raises(JobSpecError, match="reads column"):
+        check_columns(job, ["id", "picture"])
+
+
+def test_env_interpolation_and_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA", "s3://bucket/x")
+    assert interpolate("${DATA}/a ${NOPE:-def}") == "s3://bucket/x/a def"
+    with pytest.raises(JobSpecError, match=r"\$\{NOPE\} is not set"):
+        interpolate("${NOPE}")
+    data = {"steps": [{"op": "a"}], "input": {}}
+    apply_override(data, "steps.0.batch_size=4")
+    apply_override(data, "input.columns=[a, b]")
+    assert data == {"steps": [{"op": "a", "batch_size": 4}], "input": {"columns": ["a", "b"]}}
+    with pytest.raises(JobSpecError, match="no list item 3"):
+        apply_override(data, "steps.3.op=x")
+
+
+def test_file_formats_provide_path_and_bytes_columns():
+    job = job_from_dict({
+        "name": "f", "input": {"path": "x/", "format": "images", "id_column": "path"},
+        "steps": [{"op": "decode_image"}], "output": {"path": "o"},
+    })
+    assert job.steps[0].op == "decode_image"

@@ -1,0 +1,40 @@
+import pytest
+
+from mmbatch.pipelines.cli import main
+
+
+def test_help_for_every_command(capsys):
+    for argv in (["--help"], ["run", "--help"], ["validate", "--help"], ["plan", "--help"], ["quickstart", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--resume" in out and "--address" in out and "KEY=VALUE" in out
+
+
+def test_validate_and_plan_print_steps_and_resources(tmp_path, capsys):
+    from mmbatch.testing.images import write_image_parquet
+
+    write_image_parquet(tmp_path / "data.parquet", 3)
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"name: c\ninput: {{path: {tmp_path}/data.parquet}}\nsteps:\n  - op: decode_image\n"
+        "  - op: embed\n    model: m\n    resources: {gpus: 0.5, concurrency: [1, 4]}\n"
+        f"output: {{path: {tmp_path}/out}}\n"
+    )
+    assert main(["validate", str(job)]) == 0
+    assert main(["plan", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "OK (2 steps" in out
+    assert "steps[1] embed: actors x1..4, cpus=1 gpus=0.5" in out
+    assert "reads:  pixels" in out and "image_embedding" in out
+    assert main(["plan", str(job), "--cpu"]) == 0
+    assert "cpus=1 gpus=0, batch_size" in capsys.readouterr().out
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text("name: c\ninput: {path: nowhere.parquet}\nsteps: [{op: decode_image}]\noutput: {path: o}\n")
+    assert main(["validate", str(job)]) == 2
+    assert "cannot read input.path" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
