@@ -140,7 +140,12 @@ def build_tiny_idefics2(
     without image splitting, the idefics2 chat template). Each ``<image>`` in a prompt becomes
     ``<fake_token_around_image>`` + ``image_seq_len`` perceiver latents; a prompt may hold any
     number of images, interleaved with its text."""
-    from transformers import Idefics2Config, Idefics2ForConditionalGeneration, Idefics2ImageProcessor, Idefics2Processor
+    from transformers import (
+        Idefics2Config,
+        Idefics2ForConditionalGeneration,
+        Idefics2ImageProcessor,
+        Idefics2Processor,
+    )
 
     tokenizer = _tok.opt_tokenizer()
     image_processor = Idefics2ImageProcessor(

@@ -118,3 +118,31 @@ def _kind(v: Any) -> str:
     if isinstance(v, list | tuple) and not v:
         return "an empty list"
     return f"a {type(v).__name__}"
+
+
+def decode_rgb(value: Any, name: str, row_id: Any) -> Any:
+    """A ``PIL.Image`` in RGB from encoded image bytes (PNG, JPEG, ...) or a local path."""
+    import io
+
+    from PIL import Image
+
+    if isinstance(value, bytes | bytearray | memoryview):
+        source: Any = io.BytesIO(bytes(value))
+    elif isinstance(value, str):
+        source = value
+    else:
+        raise MetricError(f"column '{name}' of row {row_id!r} is {_kind(value)}, expected image bytes")
+    try:
+        with Image.open(source) as img:
+            return img.convert("RGB")
+    except Exception as e:  # noqa: BLE001 - any decoder error is a bad row
+        raise MetricError(f"column '{name}' of row {row_id!r}: cannot decode image: {e}") from e
+
+
+def torch_device(requested: str | None) -> str:
+    """The configured device, else CUDA when this worker has one, else CPU."""
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -121,7 +121,7 @@ class Metric(ABC):
     def input_columns(self) -> list[str]:
         """Columns this metric reads (besides ``id``), for the engine's pre-launch check."""
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Heavy loads (Inception, CLIP, a JVM). Called once per worker before ``partial``."""
 
     @abstractmethod

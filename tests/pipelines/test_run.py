@@ -1,0 +1,101 @@
+"""End-to-end runs on the session's local Ray (4 logical CPUs, 2 logical GPUs)."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from mmbatch.operators.base import Resources
+from mmbatch.pipelines.plan import JobRunError, PlannedStep, check_cluster
+from mmbatch.pipelines.spec import job_from_dict
+from mmbatch.testing.images import write_image_folder, write_image_parquet
+
+
+def read(path):
+    return pq.read_table(path) if path.exists() else None
+
+
+@pytest.mark.slow
+def test_multi_shard_gpu_requesting_job_accounts_for_every_row(tmp_path, tiny_models, run_job_dict):
+    data = tmp_path / "data"
+    bad = write_image_parquet(data, 40, size=(96, 64), shards=5, with_bad=True)
+    clip = str(tiny_models("clip"))
+    out = tmp_path / "out"
+    summary = run_job_dict({
+        "input": {"path": str(data), "id_column": "id"},
+        "steps": [
+            {"op": "decode_image", "resize": 64, "batch_size": 8},
+            # logical GPUs: up to 8 actors of a quarter GPU; they run on CPU inside the actors
+            {"op": "embed", "model": clip, "batch_size": 4,
+             "resources": {"gpus": 0.25, "cpus": 0.25, "concurrency": [1, 8]}},
+        ],
+        "output": {"path": str(out)},
+    })
+    rows, errors = read(out / "rows"), read(out / "errors")
+    assert summary.input_rows == 45 == summary.rows + summary.errors
+    assert (rows.num_rows, errors.num_rows) == (40, 5)
+    assert sorted(errors.column("id").to_pylist()) == sorted(bad)
+    assert all(e.startswith("steps[0] decode_image:") for e in errors.column("error").to_pylist())
+    ids = rows.column("id").to_pylist()
+    assert len(set(ids)) == 40 and "error" not in rows.column_names and "pixels" not in rows.column_names
+    emb = np.array(rows.column("image_embedding").to_pylist(), dtype=np.float32)
+    assert emb.shape[0] == 40 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert summary.steps["steps[1] embed"]["rows"] == 45  # rows seen, error rows passed through
+    assert summary.steps["steps[0] decode_image"]["errors"] == 5
+
+    # the same rows computed in-process give the same embeddings (engine adds nothing)
+    from tests.operators.helpers import make_op, run_ops
+    table = pq.read_table(data)
+    direct = run_ops(table, make_op("decode_image", resize=64), make_op("embed", model=clip))
+    by_id = dict(zip(direct.column("id").to_pylist(), direct.column("image_embedding").to_pylist(), strict=True))
+    got = dict(zip(ids, rows.column("image_embedding").to_pylist(), strict=True))
+    for i in ids[:10]:
+        np.testing.assert_allclose(got[i], by_id[i], atol=1e-5)
+
+    # resume after a "crash": lose one rows file, run again with resume
+    files = sorted((out / "rows").glob("*.parquet"))
+    lost = pq.read_table(files[0]).num_rows
+    files[0].unlink()
+    with pytest.raises(JobRunError, match="--resume"):
+        run_job_dict({"input": {"path": str(data)}, "steps": [{"op": "decode_image"}], "output": {"path": str(out)}})
+    again = run_job_dict({
+        "input": {"path": str(data), "id_column": "id"},
+        "steps": [{"op": "decode_image", "resize": 64}, {"op": "embed", "model": clip, "resources": {"cpus": 0.5}}],
+        "output": {"path": str(out)},
+    }, resume=True)
+    assert again.skipped == 45 - lost and again.rows == lost and again.errors == 0
+    rows = read(out / "rows")
+    assert sorted(rows.column("id").to_pylist()) == sorted(ids)
+
+
+def test_image_folder_input_overwrite_and_limit(tmp_path, run_job_dict):
+    folder = tmp_path / "imgs"
+    write_image_folder(folder, 6, size=(40, 30), fmt="PNG")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    job = {"input": {"path": str(folder), "format": "images", "id_column": "path"},
+           "steps": [{"op": "decode_image"}], "output": {"path": str(tmp_path / "out")}}
+    s = run_job_dict(job)
+    assert (s.rows, s.errors) == (6, 1)
+    rows = read(tmp_path / "out" / "rows")
+    assert set(rows.column_names) >= {"path", "image", "image_width", "image_height"}
+    assert rows.column("image_width").to_pylist() == [40] * 6
+    s = run_job_dict(job | {"input": job["input"] | {"limit": 3}}, overwrite=True)
+    assert s.rows + s.errors == 3
+    assert read(tmp_path / "out" / "rows").num_rows + (
+        read(tmp_path / "out" / "errors").num_rows if (tmp_path / "out" / "errors").exists() else 0) == 3
+
+
+def _planned(gpus=0.0, cpus=1.0, concurrency=1, stateful=True):
+    job = job_from_dict({"name": "p", "input": {"path": "x", "columns": ["id", "image"]},
+                         "steps": [{"op": "decode_image"}, {"op": "embed", "model": "m"}], "output": {"path": "o"}})
+    step = job.steps[1]
+    return PlannedStep(step, Resources(gpus=gpus, cpus=cpus, concurrency=concurrency), {}, {}, set())
+
+
+def test_cluster_checks_fail_fast_instead_of_hanging():
+    with pytest.raises(JobRunError, match="asks for 0.25 GPU.*has 0 GPUs.*--cpu"):
+        check_cluster([_planned(gpus=0.25)], {"CPU": 16})
+    with pytest.raises(JobRunError, match="would hang"):
+        check_cluster([_planned(cpus=1, concurrency=2)], {"CPU": 2})
+    check_cluster([_planned(cpus=0.5, concurrency=2)], {"CPU": 2})
+    check_cluster([_planned(gpus=0.25, cpus=0.25, concurrency=(1, 8))], {"CPU": 2, "GPU": 2})
