@@ -102,7 +102,7 @@ class Operator(ABC):
                 f"operator '{cls.name}' needs {', '.join(missing)}: pip install 'mmbatch[{cls.extra}]'"
             )
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook
         """Load models etc. Called once per worker before the first batch."""
 
     @abstractmethod

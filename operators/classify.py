@@ -12,6 +12,25 @@ from .models import ModelConfig, ModelOperator
 from .registry import register
 
 
+def topk_columns(probs: Any, label_names: list[str], output: str, k: int) -> dict[str, Any]:
+    """Rows of class probabilities (torch, [n, classes]) -> the three label columns shared by
+    every classifier: ``output`` (top-1), ``<output>_topk`` and ``<output>_scores``."""
+    import torch
+
+    k = min(k, probs.shape[-1])
+    scores, idx = torch.topk(probs.float().cpu(), k, dim=-1)
+    topk = [[label_names[j] for j in row] for row in idx.tolist()]
+    return {
+        output: [t[0] for t in topk],
+        f"{output}_topk": topk,
+        f"{output}_scores": list(scores.numpy().astype(np.float32)),
+    }
+
+
+def label_outputs(output: str) -> dict[str, str]:
+    return {output: "top-1 label", f"{output}_topk": "top-k labels", f"{output}_scores": "top-k probabilities"}
+
+
 class ClassifyConfig(ModelConfig):
     image: str = Field("pixels", description="pixel column from decode_image")
     output: str = Field("label", description="top-1 label column; also <output>_topk and <output>_scores")
@@ -40,12 +59,16 @@ class Classify(ModelOperator):
         return {self.config.image: "RGB pixels"}
 
     def outputs(self) -> dict[str, str]:
-        o = self.config.output
-        return {o: "top-1 label", f"{o}_topk": "top-k labels", f"{o}_scores": "top-k probabilities"}
+        return label_outputs(self.config.output)
 
     def load(self, path: str) -> None:
         import torch
-        from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoProcessor
+        from transformers import (
+            AutoImageProcessor,
+            AutoModel,
+            AutoModelForImageClassification,
+            AutoProcessor,
+        )
 
         cfg: ClassifyConfig = self.config  # type: ignore[assignment]
         if cfg.labels:
@@ -79,15 +102,5 @@ class Classify(ModelOperator):
         return logits.softmax(dim=-1).cpu()
 
     def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
-        import torch
-
         cfg: ClassifyConfig = self.config  # type: ignore[assignment]
-        probs = self.probabilities(batch[cfg.image])
-        k = min(cfg.top_k, probs.shape[-1])
-        scores, idx = torch.topk(probs, k, dim=-1)
-        topk = [[self.label_names[j] for j in row] for row in idx.tolist()]
-        return {
-            cfg.output: [t[0] for t in topk],
-            f"{cfg.output}_topk": topk,
-            f"{cfg.output}_scores": list(scores.numpy().astype(np.float32)),
-        }
+        return topk_columns(self.probabilities(batch[cfg.image]), self.label_names, cfg.output, cfg.top_k)

@@ -5,7 +5,6 @@ No Ray here: ``plan.py`` calls these from its read/write tasks.
 
 from __future__ import annotations
 
-import glob as _glob
 import json
 import posixpath
 import uuid
@@ -148,5 +147,3 @@ def write_json(path: str, name: str, payload: dict[str, Any], storage_options: d
     return unstrip(fs, target)
 
 
-def local_glob(pattern: str) -> list[str]:
-    return sorted(_glob.glob(pattern, recursive=True))

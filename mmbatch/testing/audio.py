@@ -357,8 +357,6 @@ def build_tiny_whisper(
         bos_token_id=gen.bos_token_id,
         eos_token_id=gen.eos_token_id,
         decoder_start_token_id=gen.decoder_start_token_id,
-        begin_suppress_tokens=gen.begin_suppress_tokens,
-        suppress_tokens=gen.suppress_tokens,
     )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()

@@ -4,10 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmbatch.operators.base import OpConfig, Operator, Resources
+from mmbatch.operators.base import OpConfig, Operator, OperatorError, Resources
 from mmbatch.operators.columns import column_to_python, to_arrow
 from mmbatch.operators.registry import get_operator, operator_names, register
-from mmbatch.operators.base import OperatorError
 
 
 class _Cfg(OpConfig):

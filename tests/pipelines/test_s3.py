@@ -19,9 +19,8 @@ def s3(tmp_path_factory):
     server.start()
     opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing",
             "client_kwargs": {"region_name": "us-east-1"}}
-    import s3fs
-
     import boto3
+    import s3fs
 
     boto3.client("s3", endpoint_url=opts["endpoint_url"], aws_access_key_id="testing",
                  aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="mmbatch-test")

@@ -2,7 +2,14 @@ import textwrap
 
 import pytest
 
-from mmbatch.pipelines.spec import JobSpecError, apply_override, check_columns, interpolate, job_from_dict, load_job
+from mmbatch.pipelines.spec import (
+    JobSpecError,
+    apply_override,
+    check_columns,
+    interpolate,
+    job_from_dict,
+    load_job,
+)
 
 
 def write(tmp_path, text):

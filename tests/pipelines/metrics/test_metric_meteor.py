@@ -10,16 +10,19 @@ from .metric_helpers import caption_corpus, requires_java, split_blocks
 
 
 @requires_java
-@pytest.mark.slow  # two METEOR JVMs load their paraphrase tables (~10 s each)
-def test_meteor_equals_pycocoevalcap_for_any_blocking() -> None:
+@pytest.mark.slow  # the METEOR JVM loads its paraphrase tables (~10 s)
+def test_meteor_equals_pycocoevalcap_for_any_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
     from pycocoevalcap.meteor.meteor import Meteor
+
+    from mmbatch.pipelines.metrics import meteor
 
     data = caption_corpus(150, seed=11)
     gts = {i: r for i, r in enumerate(data["references"])}
     res = {i: [p] for i, p in enumerate(data["caption"])}
     reference = Meteor()
     expected, expected_rows = reference.compute_score(gts, res)
-    del reference
+    # the jar answers each request on its own: reuse its process instead of loading a second
+    monkeypatch.setattr(meteor, "_PROCESS", reference)
     results = []
     for blocks in (1, 3, 17):
         metric = build_metric({"metric": "meteor", "prediction": "caption", "references": "references",
