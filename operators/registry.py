@@ -14,6 +14,10 @@ BUILTIN_MODULES = (
     "mmbatch.operators.embed",
     "mmbatch.operators.classify",
     "mmbatch.operators.caption",
+    "mmbatch.operators.answer",
+    "mmbatch.operators.generate",
+    "mmbatch.operators.canny",
+    "mmbatch.operators.video",
 )
 
 _REGISTRY: dict[str, type[Operator]] = {}

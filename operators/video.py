@@ -10,8 +10,8 @@ import numpy as np
 from pydantic import Field
 
 from .base import OpConfig, Operator, map_rows
-from .classify import Classify
-from .models import ModelConfig
+from .classify import label_outputs, topk_columns
+from .models import ModelConfig, ModelOperator
 from .registry import register
 
 
@@ -137,33 +137,26 @@ class ClassifyVideoConfig(ModelConfig):
     output: str = Field("label", description="top-1 label column; also <output>_topk and <output>_scores")
     top_k: int = Field(5, ge=1)
 
-    # the names Classify's top-k code reads
-    @property
-    def image(self) -> str:
-        return self.frames
-
-    @property
-    def labels(self) -> None:
-        return None
-
 
 @register("classify_video")
-class ClassifyVideo(Classify):
+class ClassifyVideo(ModelOperator):
     """Top-k video labels from ``AutoModelForVideoClassification`` (VideoMAE, TimeSformer,
-    ViViT, ...) with its ``AutoImageProcessor``; the frames of each row are resampled evenly to
-    the model's ``num_frames``.
+    ViViT, ...) with its ``AutoImageProcessor``; each row's frames are resampled evenly to the
+    model's ``num_frames``.
 
     Input: ``frames`` ((N, H, W, 3) uint8, from decode_video). Outputs: ``output`` (string),
     ``<output>_topk`` (list<string>), ``<output>_scores`` (list<float32>). Resources: 1 actor,
     1 CPU by default; set ``resources.gpus`` to run on GPUs.
     """
 
-    Config = ClassifyVideoConfig  # type: ignore[assignment]
+    Config = ClassifyVideoConfig
     default_batch_size = 8
-    extra = "video"
 
     def inputs(self) -> dict[str, str]:
         return {self.config.frames: "RGB frames, (N, H, W, 3) uint8"}
+
+    def outputs(self) -> dict[str, str]:
+        return label_outputs(self.config.output)
 
     def load(self, path: str) -> None:
         from transformers import AutoImageProcessor, AutoModelForVideoClassification
@@ -174,13 +167,15 @@ class ClassifyVideo(Classify):
         self.label_names = [id2label[i] for i in range(len(id2label))]
         self.num_frames = getattr(self.model.config, "num_frames", None)
 
-    def probabilities(self, videos: list[np.ndarray]) -> Any:
+    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
         import torch
 
+        cfg: ClassifyVideoConfig = self.config  # type: ignore[assignment]
+        videos = batch[cfg.frames]
         if self.num_frames:
             videos = [v[np.linspace(0, len(v) - 1, self.num_frames).round().astype(int)] for v in videos]
-        inputs = self.processor(list(map(list, videos)), return_tensors="pt")
+        inputs = self.processor([list(v) for v in videos], return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.model_dtype)
         with torch.inference_mode():
-            logits = self.model(pixel_values=pixel_values).logits.float()
-        return logits.softmax(dim=-1).cpu()
+            probs = self.model(pixel_values=pixel_values).logits.float().softmax(dim=-1)
+        return topk_columns(probs, self.label_names, cfg.output, cfg.top_k)

@@ -10,8 +10,8 @@ from .metric_helpers import caption_corpus, requires_java, split_blocks
 
 
 @requires_java
-@pytest.mark.slow  # the METEOR JVM loads its paraphrase tables (~10 s)
 def test_meteor_equals_pycocoevalcap_for_any_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """~12 s: the METEOR JVM loads its paraphrase tables once."""
     from pycocoevalcap.meteor.meteor import Meteor
 
     from mmbatch.pipelines.metrics import meteor
