@@ -28,7 +28,10 @@ class DecodeVideoConfig(OpConfig):
 def _open(data: bytes) -> Any:
     import av
 
-    container = av.open(io.BytesIO(data))
+    try:
+        container = av.open(io.BytesIO(data))
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"not a decodable video ({len(data)} bytes, starts with {data[:8]!r}): {exc}") from None
     if not container.streams.video:
         container.close()
         raise ValueError(f"no video stream ({len(data)} bytes; truncated or not a video)")

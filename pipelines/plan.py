@@ -378,18 +378,27 @@ def run_job(
 
 # -- metrics ----------------------------------------------------------------------------
 def _metric_partial(table: pa.Table, metric: Any, pass_index: int, broadcast: Any, columns: list[str]) -> pa.Table:
-    batch = {c: table.column(c).to_pylist() for c in columns}
+    batch = {c: table.column(c).to_pylist() for c in columns[1:]}
+    batch["id"] = table.column(columns[0]).to_pylist()  # metrics see the row id as "id"
     state = metric.partial(batch, pass_index, broadcast)
     return pa.table({"state": pa.array([pickle.dumps(state)], type=pa.binary())})
 
 
-class _MetricActor:
-    def __init__(self, metric: Any) -> None:
-        self.metric = metric
-        self.metric.setup()
+_METRICS: dict[str, Any] = {}
 
-    def __call__(self, table: pa.Table, pass_index: int, broadcast: Any, columns: list[str]) -> pa.Table:
-        return _metric_partial(table, self.metric, pass_index, broadcast, columns)
+
+class _MetricTask:
+    """Partial states of one metric pass, as Ray tasks; ``setup`` runs once per worker process."""
+
+    def __init__(self, metric: Any, pass_index: int, broadcast: Any, columns: list[str]) -> None:
+        self.metric, self.pass_index, self.broadcast, self.columns = metric, pass_index, broadcast, columns
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        key = self.metric.config.model_dump_json()
+        if key not in _METRICS:
+            self.metric.setup()
+            _METRICS[key] = self.metric
+        return _metric_partial(table, _METRICS[key], self.pass_index, self.broadcast, self.columns)
 
 
 def metric_source(job: Job) -> tuple[Any, int]:
@@ -425,33 +434,31 @@ def metric_source(job: Job) -> tuple[Any, int]:
 
 def run_metrics(job: Job) -> list[dict[str, Any]]:
     """Each metric: per-block partial states in Ray, merged once on the driver."""
-    from ray.data import ActorPoolStrategy
-
-    from .metrics import get_metric
+    from .metrics import build_metric, check_requirements
 
     ds, n_errors = metric_source(job)
     results = []
     out = job.output
     fs, root = io.filesystem(out.path, out.storage_options)
     for cfg in job.metrics:
-        metric = get_metric(cfg.metric)(cfg)
+        metric = build_metric(cfg)
+        check_requirements(metric)
         columns = list(dict.fromkeys([job.input.id_column, *metric.input_columns()]))
         broadcast = None
         merged = None
         for pass_index in range(metric.passes):
             states = ds.map_batches(
-                _MetricActor,
-                fn_constructor_args=(metric,),
-                fn_args=(pass_index, broadcast, columns),
+                _MetricTask(metric, pass_index, broadcast, columns),
                 batch_format="pyarrow",
-                compute=ActorPoolStrategy(size=1),
+                batch_size=None,
                 num_cpus=1,
             ).take_all()
             merged = metric.merge([pickle.loads(s["state"]) for s in states])
-            broadcast = metric.after_pass(pass_index, merged)
+            if pass_index < metric.passes - 1:
+                broadcast = metric.after_pass(pass_index, merged)
         result = metric.finalize(merged, broadcast)
         row = {
-            "metric": result.name,
+            "metric": metric.output_name,
             "value": float(result.value),
             "count": int(result.count),
             "errors_excluded": n_errors,
@@ -462,7 +469,7 @@ def run_metrics(job: Job) -> list[dict[str, Any]]:
         }
         results.append(row)
         if result.row_scores:
-            io.write_parquet_atomic(pa.table(result.row_scores), fs, f"{root}/{io.METRICS}", f"{result.name}-rows")
+            io.write_parquet_atomic(pa.table(result.row_scores), fs, f"{root}/{io.METRICS}", f"{metric.output_name}-rows")
     if results:
         schema = pa.schema([
             ("metric", pa.string()), ("value", pa.float64()), ("count", pa.int64()),

@@ -51,13 +51,6 @@ class OutputSpec(_Strict):
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class MetricSpec(BaseModel):
-    """One entry of ``metrics:``; validated further by the metric's own config."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-    metric: str
-
-
 class _JobFile(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     input: InputSpec
@@ -181,20 +174,25 @@ def build_step(index: int, raw: dict[str, Any], source: str) -> Step:
 
 
 def build_metric(index: int, raw: dict[str, Any], source: str) -> Any:
-    from mmbatch.pipelines.metrics import get_metric  # noqa: PLC0415
+    from mmbatch.pipelines.metrics import MetricError, check_requirements, get_metric
 
     where = f"{source}: metrics[{index}]"
     if not isinstance(raw, dict) or "metric" not in raw:
         raise JobSpecError(f"{where}: a metric needs 'metric: <name>'")
     try:
         cls = get_metric(raw["metric"])
-    except (KeyError, ValueError) as exc:
+    except MetricError as exc:
         raise JobSpecError(f"{where}: {exc}") from None
     where = f"{where} (metric: {raw['metric']})"
     try:
-        return cls.Config(**raw)
+        config = cls.Config(**raw)
     except ValidationError as exc:
         raise JobSpecError(_fmt_pydantic(exc, where, list(cls.Config.model_fields))) from None
+    try:
+        check_requirements(cls(config))
+    except MetricError as exc:
+        raise JobSpecError(f"{where}: {exc}") from None
+    return config
 
 
 def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
@@ -259,10 +257,10 @@ def check_columns(job: Job, available: list[str] | None) -> None:
                 )
             have |= set(op.outputs())
     if have is not None:
+        from mmbatch.pipelines.metrics import build_metric
+
         for i, metric in enumerate(job.metrics):
-            cols = getattr(metric, "columns", None)
-            needed = cols() if callable(cols) else []
-            missing = [c for c in needed if c not in have]
+            missing = [c for c in build_metric(metric).input_columns() if c not in have]
             if missing:
                 raise JobSpecError(
                     f"{where}: metrics[{i}] ({metric.metric}) reads column(s) "

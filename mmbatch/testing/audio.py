@@ -325,10 +325,14 @@ def build_tiny_whisper(
     layers: int = 2,
     heads: int = 4,
     num_mel_bins: int = 80,
+    init_std: float = 0.4,
 ) -> Path:
     """``WhisperForConditionalGeneration`` (30 s windows: 1500 encoder positions, 448 decoder
     positions) + ``WhisperProcessor`` + a full ``generation_config.json`` (``lang_to_id``,
-    ``task_to_id``, ``no_timestamps_token_id``, ``alignment_heads``, ...)."""
+    ``task_to_id``, ``no_timestamps_token_id``, ``alignment_heads``, ...).
+
+    ``init_std`` is large on purpose: with the usual 0.02 a random decoder ignores the encoder
+    and every clip gets the same text, which would make equality tests vacuous."""
     import torch
     from transformers import (
         WhisperConfig,
@@ -357,6 +361,9 @@ def build_tiny_whisper(
         bos_token_id=gen.bos_token_id,
         eos_token_id=gen.eos_token_id,
         decoder_start_token_id=gen.decoder_start_token_id,
+        begin_suppress_tokens=gen.begin_suppress_tokens,  # the same as generation_config
+        suppress_tokens=gen.suppress_tokens,
+        init_std=init_std,
     )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()

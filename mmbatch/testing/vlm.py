@@ -25,7 +25,15 @@ from pathlib import Path
 from mmbatch.testing import tokenizers as _tok
 from mmbatch.testing.vision import _CLIP_MEAN, _CLIP_STD, _favour_words, _save, _seed
 
-__all__ = ["LLAVA_CHAT_TEMPLATE", "IDEFICS2_CHAT_TEMPLATE", "build_tiny_llava", "build_tiny_idefics2"]
+__all__ = [
+    "LLAVA_CHAT_TEMPLATE",
+    "IDEFICS2_CHAT_TEMPLATE",
+    "VQA_BAD_KINDS",
+    "build_tiny_llava",
+    "build_tiny_idefics2",
+    "vqa_rows",
+    "write_vqa_parquet",
+]
 
 # The template shipped with llava-hf/llava-1.5-7b-hf (images first, then the text of a turn).
 LLAVA_CHAT_TEMPLATE = (
@@ -187,3 +195,58 @@ def build_tiny_idefics2(
     model = Idefics2ForConditionalGeneration(config)
     _favour_words(model.lm_head.weight, tokenizer)
     return _save(model, processor, out_dir)
+
+
+# --------------------------------------------------------------------------- VQA data
+
+#: bad rows of ``write_vqa_parquet(..., with_bad=True)``: row id ``"bad-<kind>"``
+VQA_BAD_KINDS: tuple[str, ...] = ("missing-image", "empty-question", "corrupt-image")
+
+
+def vqa_rows(i: int) -> tuple[str, list[str]]:
+    """Question ``i`` about synthetic image ``i`` and its 10 human answers (VQA style)."""
+    from mmbatch.testing.images import image_spec
+
+    s = image_spec(i)
+    if i % 3 == 0:
+        return "What color is the shape?", [s["color"]] * 8 + [s["background"]] * 2
+    if i % 3 == 1:
+        return "What is the background color?", [s["background"]] * 10
+    shape = "stripes" if s["shape"] == "stripes" else s["shape"]
+    return "Which shape is in the picture?", [shape] * 9 + ["square" if shape != "square" else "box"]
+
+
+def write_vqa_parquet(path: str | Path, n: int, size: tuple[int, int] = (48, 40), with_bad: bool = False) -> list[str]:
+    """One Parquet file: ``id`` (``q-00000`` ...), ``image`` (JPEG bytes of synthetic image ``i``),
+    ``question``, ``answers`` (list<string>, 10 human answers). With ``with_bad`` one row per
+    :data:`VQA_BAD_KINDS` is added (null image, empty question, undecodable bytes). Returns the
+    bad rows' ids."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmbatch.testing.images import encode, synthetic_image
+
+    rows = [(f"q-{i:05d}", encode(synthetic_image(i, size)), *vqa_rows(i)) for i in range(n)]
+    bad = []
+    if with_bad:
+        good = rows[0][1]
+        bad = [
+            ("bad-missing-image", None, "What color is the shape?", ["red"] * 10),
+            ("bad-empty-question", good, "", ["red"] * 10),
+            ("bad-corrupt-image", b"\xff\xd8\xff\xe0 not a jpeg", "What color is the shape?", ["red"] * 10),
+        ]
+    rows = rows[: n // 2] + bad + rows[n // 2 :]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array([r[0] for r in rows], pa.string()),
+                "image": pa.array([r[1] for r in rows], pa.binary()),
+                "question": pa.array([r[2] for r in rows], pa.string()),
+                "answers": pa.array([r[3] for r in rows], pa.list_(pa.string())),
+            }
+        ),
+        path,
+    )
+    return [r[0] for r in bad]
