@@ -18,6 +18,9 @@ BUILTIN_MODULES = (
     "mmbatch.operators.generate",
     "mmbatch.operators.canny",
     "mmbatch.operators.video",
+    "mmbatch.operators.audio",
+    "mmbatch.operators.transcribe",
+    "mmbatch.operators.classify_audio",
 )
 
 _REGISTRY: dict[str, type[Operator]] = {}

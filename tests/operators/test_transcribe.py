@@ -1,0 +1,329 @@
+"""transcribe and classify_audio: each backend gives what the model called directly gives.
+
+Tiny random-weight models (see mmbatch.testing.audio): greedy decoding, so the text must be
+identical; ``max_new_tokens`` stays small because a random Whisper talks until it is stopped.
+"""
+
+import jiwer
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from mmbatch.operators.columns import to_arrow
+from mmbatch.operators.transcribe import length_buckets
+from mmbatch.testing.audio import chirp, noise, silence, speech_like, tone
+
+from .helpers import make_op
+
+SR = 16_000
+TOKENS = 6
+
+
+def clips() -> list[np.ndarray]:
+    """Mixed durations, so rows land in different length buckets and come back in order."""
+    return [speech_like(5.0, seed=1), tone(2.0, 300.0), speech_like(12.5, seed=2), noise(1.0), chirp(7.0), silence(2.0)]
+
+
+def table(waves: list[np.ndarray], **extra: list) -> pa.Table:
+    return pa.table({"waveform": to_arrow(waves), **extra})
+
+
+@pytest.fixture(scope="module")
+def whisper(tiny_models):
+    from transformers import AutoProcessor, WhisperForConditionalGeneration
+
+    path = tiny_models("whisper")
+    return path, WhisperForConditionalGeneration.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
+
+
+def whisper_direct(model, processor, wave, **kw) -> str:
+    """The transformers Whisper docs' short-form recipe."""
+    inputs = processor(wave, sampling_rate=SR, return_tensors="pt")
+    with torch.inference_mode():
+        ids = model.generate(inputs.input_features, max_new_tokens=TOKENS, **kw)
+    return processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+
+
+def whisper_long_direct(model, processor, wave, **kw):
+    """The docs' sequential long-form recipe: no truncation, longest padding, attention mask."""
+    inputs = processor(
+        wave, sampling_rate=SR, return_tensors="pt", truncation=False, padding="longest", return_attention_mask=True
+    )
+    with torch.inference_mode():
+        return model.generate(**inputs, return_timestamps=True, max_new_tokens=TOKENS, **kw)
+
+
+def test_tiny_whisper_has_the_real_multilingual_layout(whisper, ct2):
+    _, model, processor = whisper
+    tok, gen = processor.tokenizer, model.generation_config
+    ids = tok.convert_tokens_to_ids
+    assert (len(tok), ids("<|endoftext|>"), ids("<|startoftranscript|>"), ids("<|en|>")) == (51865, 50257, 50258, 50259)
+    assert (ids("<|transcribe|>"), ids("<|notimestamps|>"), ids("<|0.00|>"), ids("<|30.00|>")) == (50359, 50363, 50364, 51864)
+    assert gen.no_timestamps_token_id == 50363 and gen.task_to_id["translate"] == 50358 and len(gen.lang_to_id) == 99
+    assert tok.decode(tok("a cat on a mat").input_ids, skip_special_tokens=True) == "a cat on a mat"
+    assert ct2[1].model.is_multilingual  # CTranslate2 recognises the converted vocabulary
+
+
+def test_length_buckets_sort_cap_and_split_at_the_window():
+    lengths = [50, 10, 400, 20, 30, 300, 40]
+    groups = length_buckets(lengths, max_padded=100)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert [[lengths[i] for i in g] for g in groups] == [[10, 20, 30], [40, 50], [300], [400]]
+    # a window: short rows count as the full window and never share a batch with long ones
+    groups = length_buckets(lengths, max_padded=700, window=100)
+    assert [[lengths[i] for i in g] for g in groups] == [[10, 20, 30, 40, 50], [300], [400]]
+    groups = length_buckets(lengths, max_padded=800, window=100)
+    assert [[lengths[i] for i in g] for g in groups] == [[10, 20, 30, 40, 50], [300, 400]]
+
+
+@pytest.mark.parametrize("options", [{}, {"language": "de", "task": "translate"}])
+def test_whisper_equals_generate_called_directly(whisper, options):
+    path, model, processor = whisper
+    waves = clips()
+    op = make_op("transcribe", model=str(path), max_new_tokens=TOKENS, max_batch_seconds=90, **options)
+    out = op(table(waves))
+    assert out.column("error").null_count == len(waves)
+    texts = out.column("text").to_pylist()
+    assert texts == [whisper_direct(model, processor, w, **options) for w in waves]
+    assert len(set(texts)) >= 3, "the tiny model should not say the same thing for every clip"
+
+
+def test_whisper_long_form_equals_the_direct_long_form_call(whisper):
+    """70 s and 45 s clips (batched together) next to a short one: each long row is exactly
+    Whisper's own sequential long-form result, and its segments partition the text."""
+    path, model, processor = whisper
+    waves = [speech_like(70.0, seed=7), speech_like(4.0, seed=8), speech_like(45.0, seed=9)]
+    op = make_op("transcribe", model=str(path), max_new_tokens=TOKENS, timestamps="word")
+    out = op(table(waves))
+    assert out.column("error").null_count == 3
+    texts, segments = out.column("text").to_pylist(), out.column("text_segments").to_pylist()
+    words = out.column("text_words").to_pylist()
+    for i in (0, 2):
+        direct = whisper_long_direct(model, processor, waves[i], return_segments=True)
+        assert texts[i] == processor.batch_decode(direct["sequences"], skip_special_tokens=True)[0].strip()
+        assert [(s["start"], s["end"]) for s in segments[i]] == [
+            (float(s["start"]), float(s["end"])) for s in direct["segments"][0]
+        ]
+        assert segments[i][-1]["end"] > 30.0, "decoding went past the first 30 s window"
+        # no token lost or repeated between windows: the segments' texts make up the transcript
+        assert "".join(s["text"] for s in segments[i]).replace(" ", "") == texts[i].replace(" ", "")
+        assert "".join(w["text"] for w in words[i]) == texts[i].replace(" ", "")
+        assert max(w["end"] for w in words[i]) > 30.0, "word times are absolute, not per window"
+    assert texts[1] == whisper_direct(model, processor, waves[1], return_timestamps=True)
+
+
+def test_whisper_timestamps_segments_and_words(whisper):
+    path, model, processor = whisper
+    waves = clips()[:3]
+    out = make_op("transcribe", model=str(path), max_new_tokens=TOKENS, timestamps="word")(table(waves))
+    assert out.column("error").null_count == 3
+    assert out.schema.field("text_words").type == out.schema.field("text_segments").type
+    for wave, text, segs, words in zip(
+        waves, *(out.column(c).to_pylist() for c in ("text", "text_segments", "text_words")), strict=True
+    ):
+        inputs = processor(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
+        direct = model.generate(
+            **inputs, max_new_tokens=TOKENS, return_timestamps=True, return_segments=True, return_token_timestamps=True
+        )
+        assert [s["text"] for s in segs] == [
+            processor.decode(s["tokens"], skip_special_tokens=True).strip() for s in direct["segments"][0]
+        ]
+        assert " ".join(w["text"] for w in words).replace(" ", "") == text.replace(" ", "")
+        assert all(w["start"] >= 0 and w["end"] >= 0 for w in words)
+
+
+@pytest.fixture(scope="module")
+def ctc(tiny_models):
+    from transformers import AutoModelForCTC, AutoProcessor
+
+    path = tiny_models("wav2vec2_ctc")
+    return path, AutoModelForCTC.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
+
+
+def test_ctc_batched_and_padded_equals_each_clip_alone(ctc):
+    path, model, processor = ctc
+    waves = clips()
+    out = make_op("transcribe", model=str(path), timestamps="word", max_batch_seconds=40)(table(waves))
+    assert out.column("error").null_count == len(waves)
+    expected = []
+    for w in waves:
+        inputs = processor(w, sampling_rate=SR, return_tensors="pt")
+        with torch.inference_mode():
+            ids = model(**inputs).logits.argmax(-1)
+        expected.append(processor.batch_decode(ids)[0].strip())
+    assert out.column("text").to_pylist() == expected
+    for wave, text, words in zip(waves, out.column("text").to_pylist(), out.column("text_words").to_pylist(), strict=True):
+        assert " ".join(w["text"] for w in words) == " ".join(text.split())
+        ends = [w["end"] for w in words]
+        assert ends == sorted(ends) and (not ends or ends[-1] <= len(wave) / SR + 0.05)
+
+
+def test_ctc_refuses_what_it_cannot_do(ctc):
+    with pytest.raises(ValueError, match="CTC models transcribe only"):
+        make_op("transcribe", model=str(ctc[0]), timestamps="segment")
+
+
+@pytest.fixture(scope="module")
+def ct2(tiny_models):
+    from faster_whisper import WhisperModel
+
+    path = tiny_models("whisper_ct2")
+    return path, WhisperModel(str(path), device="cpu", compute_type="default")
+
+
+FW = {"beam_size": 1, "temperature": 0.0, "max_new_tokens": TOKENS, "condition_on_previous_text": False}
+
+
+def test_ctranslate2_equals_faster_whisper_called_directly(ct2):
+    path, fw = ct2
+    waves = [*clips(), speech_like(40.0, seed=4)]  # and one long-form clip
+    out = make_op("transcribe", model=str(path), backend="ctranslate2", max_new_tokens=TOKENS, timestamps="segment")(
+        table(waves)
+    )
+    assert out.column("error").null_count == len(waves)
+    for wave, text, segs in zip(waves, out.column("text").to_pylist(), out.column("text_segments").to_pylist(), strict=True):
+        direct = list(fw.transcribe(wave, **FW)[0])
+        assert text == "".join(s.text for s in direct).strip()
+        assert [(s["start"], s["end"]) for s in segs] == [(s.start, s.end) for s in direct]
+    assert segs[-1]["end"] > 30.0
+    assert len(set(out.column("text").to_pylist())) >= 3
+
+
+def test_ctranslate2_batched_across_rows_equals_the_batched_pipeline_per_file(ct2):
+    from faster_whisper import BatchedInferencePipeline
+
+    path, fw = ct2
+    waves = [*clips(), speech_like(40.0, seed=4)]
+    op = make_op(
+        "transcribe", model=str(path), backend="ctranslate2", batched=True, max_new_tokens=TOKENS, timestamps="segment"
+    )
+    out = op(table(waves))
+    assert out.column("error").null_count == len(waves)
+    pipeline = BatchedInferencePipeline(fw)
+    for wave, text, segs in zip(waves, out.column("text").to_pylist(), out.column("text_segments").to_pylist(), strict=True):
+        if len(wave) <= 30 * SR:  # short clips of all rows went through one batch
+            direct = list(pipeline.transcribe(wave, vad_filter=False, multilingual=True, **FW)[0])
+        else:  # long ones: split at silences by faster-whisper's VAD, chunks batched
+            direct = list(pipeline.transcribe(wave, vad_filter=True, batch_size=16, **FW)[0])
+        assert text == "".join(s.text for s in direct).strip()
+        got = [t for s in segs for t in (s["start"], s["end"])]
+        assert got == pytest.approx([t for s in direct for t in (s.start, s.end)], abs=1e-3)
+
+
+def test_per_row_wer_matches_jiwer(whisper):
+    path, _, _ = whisper
+    waves = clips()[:4]
+    refs = ["the cat sat on the mat", None, "", "Hello, World!"]
+    op = make_op("transcribe", model=str(path), max_new_tokens=TOKENS, reference="ref")
+    out = op(table(waves, ref=refs))
+    assert out.column("error").null_count == 4
+    wer = out.column("wer").to_pylist()
+    for ref, hyp, score in zip(refs, out.column("text").to_pylist(), wer, strict=True):
+        assert score == (None if ref is None else jiwer.process_words(ref, hyp).wer)
+    # Whisper's English normaliser on both sides: "Hello, World!" vs "hello world" -> 0
+    op = make_op("transcribe", model=str(path), max_new_tokens=TOKENS, reference="ref", wer_normalizer="whisper_english")
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    out = op(table(waves[:1], ref=["Hello, World!"]))
+    hyp = out.column("text").to_pylist()[0]
+    assert out.column("wer").to_pylist() == [jiwer.process_words(norm("Hello, World!"), norm(hyp)).wer]
+
+
+def test_config_errors_are_clear():
+    from mmbatch.operators.transcribe import TranscribeConfig
+
+    with pytest.raises(ValueError):
+        TranscribeConfig(model="x", timestamps="sentence")
+    cfg = TranscribeConfig(model="x", reference="ref", timestamps="word")
+    op = __import__("mmbatch.operators.transcribe", fromlist=["Transcribe"]).Transcribe(cfg)
+    assert set(op.outputs()) == {"text", "text_segments", "text_words", "wer"}
+    assert op.optional_inputs() == {"ref": "reference transcript"}
+
+
+def test_classify_audio_equals_the_model_on_each_clip(tiny_models):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    path = tiny_models("audio_classifier")
+    model = AutoModelForAudioClassification.from_pretrained(path).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(path)
+    waves = clips()
+    out = make_op("classify_audio", model=str(path), top_k=2, max_batch_seconds=20)(table(waves))
+    assert out.column("error").null_count == len(waves)
+    names = model.config.id2label
+    for wave, label, topk, scores in zip(
+        waves, *(out.column(c).to_pylist() for c in ("label", "label_topk", "label_scores")), strict=True
+    ):
+        with torch.inference_mode():
+            probs = model(**extractor(wave, sampling_rate=SR, return_tensors="pt")).logits.softmax(-1)[0]
+        best = probs.topk(2)
+        assert topk == [names[i] for i in best.indices.tolist()] and label == topk[0]
+        assert scores == pytest.approx(best.values.tolist(), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_audio_folder_job_accounts_for_every_file(tmp_path, tiny_models, run_job_dict):
+    """format: audio over a folder of every format plus broken files, through Ray."""
+    import pyarrow.parquet as pq
+
+    from mmbatch.testing.audio import BAD_KINDS, write_audio_folder
+
+    files = write_audio_folder(tmp_path / "audio", 12, durations=(0.5, 4.0), bad=BAD_KINDS, silent=1)
+    out = tmp_path / "out"
+    summary = run_job_dict({
+        "input": {"path": str(tmp_path / "audio"), "format": "audio", "id_column": "path"},
+        "steps": [
+            {"op": "decode_audio", "batch_size": 4},
+            {"op": "transcribe", "model": str(tiny_models("whisper")), "max_new_tokens": 4,
+             "timestamps": "segment", "batch_size": 8, "resources": {"cpus": 0.5}},
+        ],
+        "output": {"path": str(out), "drop": ["audio"]},  # keep the encoded files out of the rows
+    })
+    rows, errors = pq.read_table(out / "rows"), pq.read_table(out / "errors")
+    assert summary.input_rows == len(files) == summary.rows + summary.errors
+    assert (summary.rows, summary.errors) == (13, len(BAD_KINDS))
+    bad = sorted(str(f.path) for f in files if f.bad)
+    assert sorted(p.split("://")[-1] for p in errors.column("path").to_pylist()) == bad
+    assert all(e.startswith("steps[0] decode_audio:") for e in errors.column("error").to_pylist())
+    assert "waveform" not in rows.column_names and "audio" not in rows.column_names
+    want = {str(f.path): f.seconds for f in files if not f.bad}
+    for path, seconds in zip(rows.column("path").to_pylist(), rows.column("duration").to_pylist(), strict=True):
+        assert seconds == pytest.approx(want[path.split("://")[-1]], abs=0.16)
+    assert rows.schema.field("text_segments").type == pa.list_(
+        pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string())])
+    )
+
+
+@pytest.mark.slow
+def test_parquet_job_with_references_per_row_and_corpus_wer(tmp_path, tiny_models, run_job_dict):
+    import pyarrow.parquet as pq
+
+    from mmbatch.testing.audio import encode_audio
+
+    waves = clips()
+    refs = ["the cat", "a dog runs", "", "one two three", "zzz", "hello world"]
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(
+        pa.table({"id": [f"r{i}" for i in range(6)], "audio": [encode_audio(w, ext="flac") for w in waves],
+                  "reference": refs}),
+        data / "part-0.parquet",
+    )
+    out = tmp_path / "out"
+    summary = run_job_dict({
+        "input": {"path": str(data), "id_column": "id"},
+        "steps": [
+            {"op": "decode_audio"},
+            {"op": "transcribe", "backend": "ctranslate2", "model": str(tiny_models("whisper_ct2")),
+             "max_new_tokens": 4, "reference": "reference", "resources": {"cpus": 0.5}},
+        ],
+        "output": {"path": str(out)},
+        "metrics": [{"metric": "wer", "prediction": "text", "reference": "reference"}],
+    })
+    rows = pq.read_table(out / "rows")
+    assert summary.rows == 6 and summary.errors == 0
+    hyps, references = rows.column("text").to_pylist(), rows.column("reference").to_pylist()
+    assert rows.column("wer").to_pylist() == [jiwer.process_words(r, h).wer for r, h in zip(references, hyps, strict=True)]
+    (metric,) = summary.metrics
+    assert metric["value"] == jiwer.process_words(references, hyps).wer and metric["count"] == 6
