@@ -43,6 +43,8 @@ class ScoreSum:
     @classmethod
     def of(cls, ids: list, scores: list[float], keep_rows: bool) -> ScoreSum:
         scores = [float(s) for s in scores]
+        if keep_rows and len(ids) != len(scores):
+            raise MetricError(f"{len(ids)} ids for {len(scores)} scores")
         return cls(
             total=sum(exact_units(s) for s in scores),
             count=len(scores),

@@ -59,14 +59,22 @@ class ClipScore(Metric):
         self._processor: Any = None
         self._device = "cpu"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ship the config, not a loaded model: workers load their own in ``setup``."""
+        state = dict(self.__dict__)
+        state["_model"] = None
+        state["_processor"] = None
+        return state
+
     def input_columns(self) -> list[str]:
         return [self.config.images, self.config.text]
 
     def setup(self) -> None:
         if self._model is not None:
             return
-        from mmbatch.operators.models import resolve_local_path
         from transformers import CLIPModel, CLIPProcessor
+
+        from mmbatch.operators.models import resolve_local_path
 
         path = resolve_local_path(self.config.model)
         self._device = torch_device(self.config.device)

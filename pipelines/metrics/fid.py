@@ -165,6 +165,12 @@ class Fid(Metric):
         self._model: Any = None
         self._device = "cpu"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ship the config, not a loaded model: workers load their own in ``setup``."""
+        state = dict(self.__dict__)
+        state["_model"] = None
+        return state
+
     def input_columns(self) -> list[str]:
         return [self.config.images] + ([self.config.reference] if self.config.reference else [])
 
@@ -182,8 +188,9 @@ class Fid(Metric):
         return Moments.of(activations(self._model, images, self.config.batch_size, self._device))
 
     def partial(self, batch: dict[str, list], pass_index: int, broadcast: Any) -> FidState:
+        images = self._moments(batch, self.config.images)
         ref = self._moments(batch, self.config.reference) if self.config.reference else None
-        return FidState(self._moments(batch, self.config.images), ref)
+        return FidState(images, ref)
 
     def merge(self, states: list[FidState]) -> FidState:
         return FidState(Moments.merge([s.images for s in states]), Moments.merge([s.reference for s in states]))

@@ -83,6 +83,9 @@ class MeteorState:
 class MeteorMetric(CaptionMetric):
     """METEOR 1.5 (pycocoevalcap ``Meteor``)."""
 
+    def required_executables(self) -> tuple[str, ...]:
+        return ("java",)  # the METEOR jar, whatever the tokenizer
+
     def setup(self) -> None:
         meteor_process()
 

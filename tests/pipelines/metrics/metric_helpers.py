@@ -34,7 +34,7 @@ def caption_corpus(n: int, seed: int = 0) -> dict[str, list]:
     references, whole repeated rows, and 1..6 references per row."""
     rng = random.Random(seed)
     rows: list[tuple[str, list[str]]] = []
-    for i in range(n):
+    for _ in range(n):
         if rows and rng.random() < 0.08:
             rows.append(rows[rng.randrange(len(rows))])  # duplicate row
             continue

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from .metric_helpers import caption_corpus, relative_difference, requires_java, split_blocks
 
 from mmbatch.pipelines.metrics import MetricError, build_metric, compute_local
 from mmbatch.pipelines.metrics.ptb import ptb_tokenize
+
+from .metric_helpers import caption_corpus, relative_difference, requires_java, split_blocks
 
 N_ROWS = 400
 
