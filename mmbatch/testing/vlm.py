@@ -15,7 +15,11 @@ builder                                what it is (loads with ``AutoModelForImag
 
 Both use the OPT-style byte-level BPE tokenizer of :mod:`mmbatch.testing.tokenizers`, an untied
 LM head whose non-word rows are shrunk (so greedy answers read as words), 32x32 images and
-hidden size 32. Same call, same bytes.
+hidden size 32 (text initializer range 0.2, so that answers depend on the question and image).
+Same call, same bytes.
+
+:func:`write_vqa_parquet` writes a VQAv2-shaped table (``id``, ``image``, ``question``,
+``answers``) about the synthetic images of :mod:`mmbatch.testing.images`, optionally with bad rows.
 """
 
 from __future__ import annotations
