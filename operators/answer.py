@@ -55,23 +55,6 @@ def row_images(value: Any) -> list[Any]:
     return images
 
 
-def interleaved_prompt(processor: Any, question: str, n_images: int, token: str) -> str | None:
-    """The chat-template prompt with the images where ``token`` stands in ``question``
-    (IDEFICS-style interleaving), or all images before the text when it holds no ``token``."""
-    if token not in question or getattr(processor, "chat_template", None) is None:
-        return chat_prompt(processor, question, n_images)
-    parts = question.split(token)
-    if len(parts) - 1 != n_images:
-        raise ValueError(f"the question has {len(parts) - 1} {token} markers for {n_images} images")
-    content: list[dict[str, Any]] = []
-    for k, part in enumerate(parts):
-        if k:
-            content.append({"type": "image"})
-        if part.strip():
-            content.append({"type": "text", "text": part})
-    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-
-
 @register("answer")
 class Answer(ModelOperator):
     """Answer a question about each row's image(s).
@@ -150,7 +133,7 @@ class Answer(ModelOperator):
                 images, text = row_images(batch[cfg.image][i]), self.question(batch, i)
                 if not self.chat and len(images) != 1:
                     raise ValueError(f"this model takes one image per question, the row has {len(images)}")
-                rows[i] = (images, interleaved_prompt(self.processor, text, len(images), cfg.image_token))
+                rows[i] = (images, chat_prompt(self.processor, text, len(images), cfg.image_token))
             except ValueError as exc:
                 errors[i] = f"{type(exc).__name__}: {exc}"
         groups: dict[int, list[int]] = {}

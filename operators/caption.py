@@ -45,13 +45,26 @@ def load_image_text_model(op: ModelOperator, path: str) -> tuple[Any, Any]:
     return model, processor
 
 
-def chat_prompt(processor: Any, text: str | None, n_images: int = 1) -> str | None:
-    """The processor's chat template around ``text`` with image placeholders, if it has one."""
+def chat_prompt(processor: Any, text: str | None, n_images: int = 1, image_token: str | None = None) -> str | None:
+    """The processor's chat template around ``text`` as the user turn, if it has one: the
+    images where ``image_token`` stands in ``text`` (IDEFICS-style interleaving), else all
+    ``n_images`` before the text."""
     if getattr(processor, "chat_template", None) is None:
         return text
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-    if text:
-        content.append({"type": "text", "text": text})
+    content: list[dict[str, Any]] = []
+    if text and image_token and image_token in text:
+        parts = text.split(image_token)
+        if len(parts) - 1 != n_images:
+            raise ValueError(f"the question has {len(parts) - 1} {image_token} markers for {n_images} images")
+        for k, part in enumerate(parts):
+            if k:
+                content.append({"type": "image"})
+            if part.strip():
+                content.append({"type": "text", "text": part})
+    else:
+        content = [{"type": "image"} for _ in range(n_images)]
+        if text:
+            content.append({"type": "text", "text": text})
     messages = [{"role": "user", "content": content}]
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
