@@ -6,6 +6,7 @@ import io
 from typing import IO, Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import Field
 
 from .base import OpConfig, Operator, map_rows
@@ -125,6 +126,9 @@ class DecodeAudio(Operator):
 
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {"duration": pa.float64(), "orig_sample_rate": pa.int64()}
 
     def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
         cfg: DecodeAudioConfig = self.config  # type: ignore[assignment]

@@ -93,6 +93,12 @@ class Operator(ABC):
         """Outputs that only feed later steps (decoded pixels, waveforms): not written."""
         return set()
 
+    def output_types(self) -> dict[str, pa.DataType]:
+        """Arrow types of outputs whose type cannot be inferred from every batch: a column
+        that is all null or all empty lists in one batch must still get the type it has in
+        the others, or the Parquet files of one output cannot be read as one table."""
+        return {}
+
     # -- lifecycle ----------------------------------------------------------------------
     @classmethod
     def check_requirements(cls) -> None:
@@ -131,11 +137,14 @@ class Operator(ABC):
         if good:
             sub = {k: [v[i] for i in good] for k, v in cols.items()}
             self._run(sub, list(range(len(good))), results, good, errors)
+        types = self.output_types()
         for name in self.outputs():
             values = scatter(results[name], good, n)
             # a row that failed after another row succeeded keeps no partial output
             values = [None if errors[i] is not None else v for i, v in enumerate(values)]
             array = to_arrow(values)
+            if name in types and array.type != types[name]:
+                array = array.cast(types[name])
             if name in table.column_names:
                 table = table.set_column(table.column_names.index(name), name, array)
             else:

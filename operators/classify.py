@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import Field
 
 from .embed import features
@@ -27,8 +28,19 @@ def topk_columns(probs: Any, label_names: list[str], output: str, k: int) -> dic
     }
 
 
-def label_outputs(output: str) -> dict[str, str]:
-    return {output: "top-1 label", f"{output}_topk": "top-k labels", f"{output}_scores": "top-k probabilities"}
+class LabelOutputs:
+    """The outputs of every classifier: ``<output>`` (top-1 label), ``<output>_topk``
+    (list<string>) and ``<output>_scores`` (list<float32>)."""
+
+    config: Any
+
+    def outputs(self) -> dict[str, str]:
+        o = self.config.output
+        return {o: "top-1 label", f"{o}_topk": "top-k labels", f"{o}_scores": "top-k probabilities"}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        o = self.config.output
+        return {o: pa.string(), f"{o}_topk": pa.list_(pa.string()), f"{o}_scores": pa.list_(pa.float32())}
 
 
 class ClassifyConfig(ModelConfig):
@@ -42,7 +54,7 @@ class ClassifyConfig(ModelConfig):
 
 
 @register("classify")
-class Classify(ModelOperator):
+class Classify(LabelOutputs, ModelOperator):
     """Top-k image labels.
 
     Without ``labels``: ``AutoModelForImageClassification`` (ViT, ConvNeXt, ...) and its
@@ -57,9 +69,6 @@ class Classify(ModelOperator):
 
     def inputs(self) -> dict[str, str]:
         return {self.config.image: "RGB pixels"}
-
-    def outputs(self) -> dict[str, str]:
-        return label_outputs(self.config.output)
 
     def load(self, path: str) -> None:
         import torch

@@ -7,6 +7,7 @@ import io
 import re
 from typing import Any
 
+import pyarrow as pa
 from pydantic import Field
 
 from .models import ModelConfig, ModelOperator, resolve_local_path, torch_dtype
@@ -99,6 +100,11 @@ class Generate(ModelOperator):
             f"{o}_seed": "the seed the image was generated with",
             f"{o}_nsfw": "safety checker flag (null without a checker)",
         }
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        o = self.config.output
+        return {o: pa.binary(), f"{o}_width": pa.int64(), f"{o}_height": pa.int64(),
+                f"{o}_seed": pa.int64(), f"{o}_nsfw": pa.bool_()}  # fmt: skip
 
     def load_diffusers(self, cls: Any, path: str, **extra: Any) -> Any:
         """``cls.from_pretrained`` under the job's loading policy (as ``load_model``): dtype

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import Field
 
 from .base import OpConfig, Operator, map_rows
@@ -92,6 +93,10 @@ class DecodeImage(Operator):
 
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        c = self.config.column
+        return {f"{c}_width": pa.int64(), f"{c}_height": pa.int64()}
 
     def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
         cfg: DecodeImageConfig = self.config  # type: ignore[assignment]

@@ -7,10 +7,11 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from pydantic import Field
 
 from .base import OpConfig, Operator, map_rows
-from .classify import label_outputs, topk_columns
+from .classify import LabelOutputs, topk_columns
 from .models import ModelConfig, ModelOperator
 from .registry import register
 
@@ -124,6 +125,10 @@ class DecodeVideo(Operator):
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
 
+    def output_types(self) -> dict[str, pa.DataType]:
+        c = self.config.column
+        return {f"{c}_duration": pa.float64(), f"{c}_fps": pa.float64(), f"{c}_num_frames": pa.int64()}
+
     def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
         cfg: DecodeVideoConfig = self.config  # type: ignore[assignment]
         c = cfg.column
@@ -142,7 +147,7 @@ class ClassifyVideoConfig(ModelConfig):
 
 
 @register("classify_video")
-class ClassifyVideo(ModelOperator):
+class ClassifyVideo(LabelOutputs, ModelOperator):
     """Top-k video labels from ``AutoModelForVideoClassification`` (VideoMAE, TimeSformer,
     ViViT, ...) with its ``AutoImageProcessor``; each row's frames are resampled evenly to the
     model's ``num_frames``.
@@ -157,9 +162,6 @@ class ClassifyVideo(ModelOperator):
 
     def inputs(self) -> dict[str, str]:
         return {self.config.frames: "RGB frames, (N, H, W, 3) uint8"}
-
-    def outputs(self) -> dict[str, str]:
-        return label_outputs(self.config.output)
 
     def load(self, path: str) -> None:
         from transformers import AutoImageProcessor, AutoModelForVideoClassification

@@ -170,11 +170,16 @@ def _droppable(table: pa.Table, drop: set[str]) -> list[str]:
     return [n for n in table.column_names if n in drop or is_tensor_type(table.schema.field(n).type)]
 
 
-def _make_sink(out_path: str, storage_options: dict[str, Any], drop: set[str]):  # noqa: ANN202
+def _make_sink(out_path: str, storage_options: dict[str, Any], drop: set[str], step_outputs: set[str]):  # noqa: ANN202
     from ray.data import Datasink
 
     class SplitParquetSink(Datasink):
-        """Writes each write task's blocks as one file under rows/ and one under errors/."""
+        """Writes each write task's blocks as one file under rows/ and one under errors/.
+
+        errors/ holds a failed row's input columns and ``error`` (which names the step and
+        the cause), never step outputs: a row that failed at step 2 would otherwise carry
+        typed step-1 columns in one file and all-null ones in the next, and the files of
+        errors/ could not be read back as one table."""
 
         def __init__(self) -> None:
             self.counts = {"rows": 0, "errors": 0, "files": 0}
@@ -196,7 +201,7 @@ def _make_sink(out_path: str, storage_options: dict[str, Any], drop: set[str]): 
             failed = pc.is_valid(table.column(ERROR))
             parts = {
                 io.ROWS: table.filter(pc.invert(failed)).drop_columns([ERROR]),
-                io.ERRORS: table.filter(failed),
+                io.ERRORS: table.filter(failed).drop_columns([c for c in table.column_names if c in step_outputs]),
             }
             for sub, part in parts.items():
                 if part.num_rows:
@@ -250,7 +255,8 @@ class RunSummary:
                 f"{rate:.2f} rows/s per worker-second"
             )
         for m in self.metrics:
-            lines.append(f"  metric {m['name']}: {m['value']:.6g} over {m['count']} rows")
+            excluded = f", {m['errors_excluded']} error rows excluded" if m.get("errors_excluded") else ""
+            lines.append(f"  metric {m['metric']}: {m['value']:.6g} over {m['count']} rows{excluded}")
         lines.append(f"outputs: {self.output}/rows/, {self.output}/errors/, {self.output}/{io.SUMMARY}")
         return "\n".join(lines)
 
@@ -272,6 +278,19 @@ def _stats_actor():  # noqa: ANN202
             return self.by_step
 
     return StepStats.remote()
+
+
+def _raw_file_column(job: Job) -> set[str]:
+    """The file-bytes column of a folder input (``image``/``audio``/``video``): not written
+    (``path`` names the file) unless ``output.keep_file_bytes`` is set or a metric reads it."""
+    from .metrics import build_metric
+
+    column = FILE_COLUMNS.get(job.input.format)
+    if column is None or job.output.keep_file_bytes:
+        return set()
+    if any(column in build_metric(m).input_columns() for m in job.metrics):
+        return set()
+    return {column}
 
 
 def read_source(job: Job, done: frozenset[Any] | None = None) -> Any:
@@ -362,8 +381,9 @@ def run_job(
     if job.steps:
         stats = _stats_actor()
         ds = add_steps(read_source(job, done or None), planned, stats)
-        drop = set(out.drop) | {c for p in planned for c in p.transient}
-        sink = _make_sink(out.path, out.storage_options, drop)
+        drop = set(out.drop) | {c for p in planned for c in p.transient} | _raw_file_column(job)
+        outputs = {c for p in planned for c in p.outputs} - {ERROR}
+        sink = _make_sink(out.path, out.storage_options, drop, outputs)
         ds.write_datasink(sink)
         summary.rows, summary.errors = sink.counts["rows"], sink.counts["errors"]
         summary.input_rows = summary.rows + summary.errors

@@ -48,6 +48,9 @@ class InputSpec(_Strict):
 class OutputSpec(_Strict):
     path: str
     drop: list[str] = Field(default_factory=list, description="columns not to write")
+    keep_file_bytes: bool = Field(
+        False, description="format images/audio/video: also write the files' bytes column (default: path only)"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -50,6 +50,22 @@ def test_bad_rows_are_isolated_by_bisection_and_others_kept():
     assert op.calls < 8 + 8  # bisection, not one call per row plus retries of everything
 
 
+class TypedDoubler(Doubler):
+    def output_types(self) -> dict[str, pa.DataType]:
+        return {"y": pa.int64(), "vec": pa.list_(pa.float32())}
+
+
+def test_declared_output_types_hold_when_a_batch_has_no_good_rows():
+    table = pa.table({"x": [3, 3]})
+    untyped = Doubler(_Cfg(fail_on=[3]))(table)
+    assert untyped.schema.field("y").type == pa.null()  # what a file of all-failed rows would get
+    typed = TypedDoubler(_Cfg(fail_on=[3]))(table)
+    assert typed.schema.field("y").type == pa.int64()
+    assert typed.schema.field("vec").type == pa.list_(pa.float32())
+    ok = TypedDoubler(_Cfg())(pa.table({"x": [1]}))
+    assert ok.schema.field("y").type == pa.int64() and ok.column("y").to_pylist() == [2]
+
+
 def test_rows_with_errors_pass_through_untouched_and_null_inputs_fail():
     op = Doubler(_Cfg(), label="d")
     table = pa.table({"x": [1, None, 3], "error": [None, None, "earlier: boom"]})

@@ -77,8 +77,16 @@ def test_image_folder_input_overwrite_and_limit(tmp_path, run_job_dict):
     s = run_job_dict(job)
     assert (s.rows, s.errors) == (6, 1)
     rows = read(tmp_path / "out" / "rows")
-    assert set(rows.column_names) >= {"path", "image", "image_width", "image_height"}
+    assert set(rows.column_names) >= {"path", "image_width", "image_height"}
+    assert "image" not in rows.column_names  # the files' bytes are not copied by default
     assert rows.column("image_width").to_pylist() == [40] * 6
+    errors = read(tmp_path / "out" / "errors")
+    assert errors.column("path").to_pylist()[0].endswith("broken.jpg")
+    assert "image_width" not in errors.column_names  # errors/: input columns + error only
+    assert errors.column("error").to_pylist()[0].startswith("steps[0] decode_image: ")
+    s = run_job_dict(job | {"output": job["output"] | {"keep_file_bytes": True}}, overwrite=True)
+    kept = read(tmp_path / "out" / "rows")
+    assert sorted(kept.column("image").to_pylist()) == sorted(p.read_bytes() for p in folder.glob("*.png"))
     s = run_job_dict(job | {"input": job["input"] | {"limit": 3}}, overwrite=True)
     assert s.rows + s.errors == 3
     assert read(tmp_path / "out" / "rows").num_rows + (
