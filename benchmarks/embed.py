@@ -22,6 +22,7 @@ import os
 import resource
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +44,38 @@ def build_clip_b32(path: Path) -> Path:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TreeMemory:
+    """Peak summed RSS of this process and all its descendants (Ray's raylet and workers
+    included), sampled every ``interval`` seconds while the ``with`` block runs."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval, self.peak = interval, 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def bench_forward(model_dir: Path, images: list, batch: int, threads: int, batches: int) -> float:
@@ -132,13 +165,16 @@ def main() -> None:
     fwd = statistics.median(forward)
     print(f"forward pass alone : {fwd:7.2f} img/s  (median of {args.repeats}: "
           + ", ".join(f"{f:.2f}" for f in forward) + ")")
-    loop, n = bench_loop(model_dir, data, args.batch_size, args.threads)
+    with TreeMemory() as loop_mem:
+        loop, n = bench_loop(model_dir, data, args.batch_size, args.threads)
     print(f"plain loop         : {loop:7.2f} img/s  ({n} images)   ratio to forward {loop / fwd:.3f}")
-    job_wall, job_steady, rows = bench_job(model_dir, data, work / "out", args.batch_size, args.threads)
+    with TreeMemory() as job_mem:
+        job_wall, job_steady, rows = bench_job(model_dir, data, work / "out", args.batch_size, args.threads)
     print(f"mmbatch job (wall) : {job_wall:7.2f} img/s  ({rows} rows; Ray + actor start included) "
           f"ratio to forward {job_wall / fwd:.3f}")
     print(f"mmbatch job (embed actor, steady): {job_steady:7.2f} img/s   ratio to forward {job_steady / fwd:.3f}")
-    print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB (Ray workers not included)")
+    print(f"peak RSS: plain loop {loop_mem.peak:.0f} MiB; mmbatch job {job_mem.peak:.0f} MiB "
+          f"(driver + Ray processes); this process alone {peak_rss_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ class Operator(ABC):
     default_resources: ClassVar[Resources] = Resources()
     default_batch_size: ClassVar[int] = 16
     stateful: ClassVar[bool] = True  # True: actor pool (setup once); False: Ray tasks
+    null_inputs_are_errors: ClassVar[bool] = True  # False: ``process`` sees the nulls itself
     requires: ClassVar[tuple[str, ...]] = ()  # import names checked at validation
     extra: ClassVar[str] = "all"  # pip extra that provides ``requires``
 
@@ -128,7 +129,7 @@ class Operator(ABC):
         required = list(self.inputs())
         optional = [c for c in self.optional_inputs() if c in table.column_names]
         cols = table_to_columns(table, required + optional)
-        for name in required:
+        for name in required if self.null_inputs_are_errors else ():
             for i, v in enumerate(cols[name]):
                 if errors[i] is None and v is None:
                     errors[i] = f"{self.label}: input column '{name}' is null"

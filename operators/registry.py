@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "mmbatch.operators.audio",
     "mmbatch.operators.transcribe",
     "mmbatch.operators.classify_audio",
+    "mmbatch.operators.score",
 )
 
 _REGISTRY: dict[str, type[Operator]] = {}

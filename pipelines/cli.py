@@ -1,4 +1,4 @@
-"""``mmbatch`` command line: validate, plan, run, ops, quickstart."""
+"""``mmbatch`` command line: validate, plan, run, ops, metrics, quickstart."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from mmbatch import __version__
 
@@ -82,17 +83,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary_line(doc: str | None) -> str:
+    """The first sentence-paragraph of a docstring, on one line."""
+    first = (doc or "").strip().split("\n\n")[0]
+    return " ".join(first.split())
+
+
+def _print_keys(config_cls: Any, skip: tuple[str, ...] = ()) -> None:
+    for key, f in config_cls.model_fields.items():
+        if key in skip:
+            continue
+        if f.is_required():
+            default = "required"
+        else:
+            value = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+            default = f"default {value!r}"
+        print(f"    {key}: {default}" + (f" - {' '.join(f.description.split())}" if f.description else ""))
+
+
 def cmd_ops(args: argparse.Namespace) -> int:
     from mmbatch.operators.registry import get_operator, operator_names
 
     for name in operator_names():
         cls = get_operator(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"{name}: {doc}")
+        print(f"{name}: {_summary_line(cls.__doc__)}")
         if args.verbose:
-            for key, f in cls.Config.model_fields.items():
-                default = "required" if f.is_required() else f"default {f.default!r}"
-                print(f"    {key}: {default}" + (f" - {f.description}" if f.description else ""))
+            _print_keys(cls.Config)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from mmbatch.pipelines.metrics import get_metric, metric_names
+
+    for name in metric_names():
+        cls = get_metric(name)
+        local = " [per-row: also a score step]" if cls.row_local else ""
+        print(f"{name}: {_summary_line(cls.__doc__)}{local}")
+        if args.verbose:
+            _print_keys(cls.Config, skip=("metric",))
     return 0
 
 
@@ -149,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ops", help="list operators (-v: with their keys)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(fn=cmd_ops)
+
+    p = sub.add_parser("metrics", help="list metrics for a job's metrics: block (-v: with their keys)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(fn=cmd_metrics)
 
     p = sub.add_parser(
         "quickstart",

@@ -4,12 +4,27 @@ from mmbatch.pipelines.cli import main
 
 
 def test_help_for_every_command(capsys):
-    for argv in (["--help"], ["run", "--help"], ["validate", "--help"], ["plan", "--help"], ["quickstart", "--help"]):
+    for argv in (["--help"], ["run", "--help"], ["validate", "--help"], ["plan", "--help"], ["quickstart", "--help"], ["metrics", "--help"]):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--resume" in out and "--address" in out and "KEY=VALUE" in out
+
+
+def test_ops_and_metrics_list_every_entry_with_its_keys(capsys):
+    from mmbatch.operators.registry import operator_names
+    from mmbatch.pipelines.metrics import metric_names
+
+    assert main(["ops", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}: " in out for name in operator_names())
+    assert "PydanticUndefined" not in out
+    assert main(["metrics", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}: " in out for name in metric_names())
+    assert "    reference_stats: default None - pytorch-fid" in out
+    assert "wer: " in out and "[per-row: also a score step]" in out.split("wer: ")[1].splitlines()[0]
 
 
 def test_validate_and_plan_print_steps_and_resources(tmp_path, capsys):

@@ -57,7 +57,7 @@ class MetricConfig(BaseModel):
 
     Each metric subclasses this with its own keys (columns it reads, options)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     metric: str
     """The registry name, e.g. ``cider``."""
@@ -95,6 +95,8 @@ class Metric(ABC):
     """``(import name, pip extra)`` pairs checked by :func:`check_requirements`."""
     executables: ClassVar[tuple[str, ...]] = ()
     """Programs that must be on ``PATH`` (``java``), checked by :func:`check_requirements`."""
+    row_local: ClassVar[bool] = False
+    """A row's per-row score depends on that row alone (so a ``score`` step can compute it)."""
 
     def __init__(self, config: MetricConfig) -> None:
         if not isinstance(config, self.Config):

@@ -44,6 +44,8 @@ def _scores(comps: list[dict]) -> tuple[list[float], list[list[float]]]:
 class Bleu(CaptionMetric):
     """BLEU-1..4 (pycocoevalcap ``Bleu``); value: BLEU-4."""
 
+    row_local = True
+
     def partial(self, batch: dict[str, list], pass_index: int, broadcast: Any) -> BleuState:
         from pycocoevalcap.bleu.bleu_scorer import cook_refs, cook_test
 

@@ -25,7 +25,7 @@ class CaptionConfig(MetricConfig):
     """``ptb``: pycocoevalcap's PTBTokenizer (Java), as COCOEvalCap does; ``none``: the text is
     already tokenised (tokens separated by spaces)."""
     per_row: bool = False
-    """Also return each row's score."""
+    """Also write each row's score: ``<output>/metrics/<name>-rows.parquet`` (``id``, ``<name>``)."""
 
 
 class CaptionMetric(Metric):

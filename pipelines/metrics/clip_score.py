@@ -34,10 +34,12 @@ class ClipScoreConfig(MetricConfig):
     model: str = "openai/clip-vit-large-patch14"
     """CLIP checkpoint: local folder, object-store URL or hub id (torchmetrics' default)."""
     mode: Literal["torchmetrics", "paper"] = "torchmetrics"
+    """``torchmetrics``: max(mean(100 * cos), 0); ``paper``: mean(2.5 * max(cos, 0))."""
     batch_size: int = Field(64, ge=1)
     device: str | None = None
     """``cuda``/``cpu``; default: CUDA when the worker has a GPU."""
     per_row: bool = False
+    """Also write each row's score: ``<output>/metrics/<name>-rows.parquet`` (``id``, ``<name>``)."""
 
 
 def _tensor(features: Any) -> Any:
@@ -48,6 +50,8 @@ def _tensor(features: Any) -> Any:
 @register_metric("clip_score")
 class ClipScore(Metric):
     """CLIPScore (torchmetrics ``CLIPScore``, or the paper's 2.5 * max(cos, 0))."""
+
+    row_local = True
 
     Config = ClipScoreConfig
     config: ClipScoreConfig

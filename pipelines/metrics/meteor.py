@@ -83,6 +83,8 @@ class MeteorState:
 class MeteorMetric(CaptionMetric):
     """METEOR 1.5 (pycocoevalcap ``Meteor``)."""
 
+    row_local = True
+
     def required_executables(self) -> tuple[str, ...]:
         return ("java",)  # the METEOR jar, whatever the tokenizer
 

@@ -18,6 +18,8 @@ from .captions import CaptionMetric
 class RougeL(CaptionMetric):
     """ROUGE-L (pycocoevalcap ``Rouge``)."""
 
+    row_local = True
+
     def partial(self, batch: dict[str, list], pass_index: int, broadcast: Any) -> ScoreSum:
         from pycocoevalcap.rouge.rouge import Rouge
 

@@ -119,6 +119,7 @@ class VqaConfig(MetricConfig):
     """Optional string column (``yes/no``, ``number``, ``other``): per-type accuracies."""
     normalize_references: bool = False
     per_row: bool = False
+    """Also write each row's score: ``<output>/metrics/<name>-rows.parquet`` (``id``, ``<name>``)."""
 
 
 @dataclass
@@ -130,6 +131,8 @@ class VqaState:
 @register_metric("vqa_accuracy")
 class VqaAccuracy(Metric):
     """VQA accuracy (official vqaEval.py), in percent."""
+
+    row_local = True
 
     Config = VqaConfig
     config: VqaConfig

@@ -29,7 +29,10 @@ class ErrorRateConfig(MetricConfig):
     reference: str
     """String column with the reference transcript."""
     normalizer: Literal["none", "whisper_english"] = "none"
+    """``whisper_english``: Whisper's English text normaliser on both sides first (jiwer's default
+    transforms apply either way)."""
     per_row: bool = False
+    """Also write each row's score: ``<output>/metrics/<name>-rows.parquet`` (``id``, ``<name>``)."""
 
 
 @functools.cache
@@ -76,6 +79,7 @@ class ErrorCounts:
 
 
 class _ErrorRate(Metric):
+    row_local = True
     Config = ErrorRateConfig
     config: ErrorRateConfig
     requires = (("jiwer", "metrics"),)

@@ -10,7 +10,7 @@ from mmbatch.operators.base import Operator
 from mmbatch.operators.registry import get_operator
 
 
-def make_op(name: str, **config: Any) -> Operator:
+def make_op(name: str, /, **config: Any) -> Operator:
     cls = get_operator(name)
     op = cls(cls.Config(**config))
     op.setup()

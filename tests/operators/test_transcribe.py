@@ -317,6 +317,8 @@ def test_parquet_job_with_references_per_row_and_corpus_wer(tmp_path, tiny_model
             {"op": "decode_audio"},
             {"op": "transcribe", "backend": "ctranslate2", "model": str(tiny_models("whisper_ct2")),
              "max_new_tokens": 4, "reference": "reference", "resources": {"cpus": 0.5}},
+            {"op": "score", "metric": "cer", "prediction": "text", "reference": "reference",
+             "resources": {"cpus": 0.5}},
         ],
         "output": {"path": str(out)},
         "metrics": [{"metric": "wer", "prediction": "text", "reference": "reference"}],
@@ -325,5 +327,6 @@ def test_parquet_job_with_references_per_row_and_corpus_wer(tmp_path, tiny_model
     assert summary.rows == 6 and summary.errors == 0
     hyps, references = rows.column("text").to_pylist(), rows.column("reference").to_pylist()
     assert rows.column("wer").to_pylist() == [jiwer.process_words(r, h).wer for r, h in zip(references, hyps, strict=True)]
+    assert rows.column("cer").to_pylist() == [jiwer.cer(r, h) for r, h in zip(references, hyps, strict=True)]
     (metric,) = summary.metrics
     assert metric["value"] == jiwer.process_words(references, hyps).wer and metric["count"] == 6
