@@ -22,7 +22,7 @@ EPILOG = """examples:
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("job", help="job YAML file")
+    p.add_argument("job", help="job YAML file, or the name of a shipped job (quickstart, vqa, transcribe_archive, ...)")
     p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
         help="overrides merged before validation, e.g. steps.1.batch_size=8 input.limit=100",
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "quickstart",
         help="build a synthetic dataset and tiny random-weight models, then run a job on them offline",
     )
-    p.add_argument("job", nargs="?", default="jobs/quickstart.yaml", help="default: jobs/quickstart.yaml")
+    p.add_argument("job", nargs="?", default="quickstart", help="job file or shipped job name (default: quickstart)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--dir", default="mmbatch-quickstart", help="where data, models and outputs go")
     p.set_defaults(fn=cmd_quickstart)

@@ -212,10 +212,32 @@ def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
     return job
 
 
-def load_job(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Job:
+def shipped_jobs() -> dict[str, Path]:
+    """The job files that come with mmbatch (the repository's ``jobs/``), by name."""
+    from importlib.resources import files
+
+    try:
+        root = files("mmbatch.jobs")
+    except ModuleNotFoundError:
+        return {}
+    return {Path(str(f)).stem: Path(str(f)) for f in root.iterdir() if str(f).endswith(".yaml")}
+
+
+def resolve_job_path(path: str | Path) -> Path:
+    """``path`` if it exists, else the shipped job of that name (``quickstart``,
+    ``jobs/vqa.yaml``, ...), so the shipped jobs run from any directory."""
     path = Path(path)
-    if not path.exists():
-        raise JobSpecError(f"{path}: no such job file")
+    if path.exists():
+        return path
+    shipped = shipped_jobs()
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if name in shipped and (len(path.parts) == 1 or path.parent.name == "jobs"):
+        return shipped[name]
+    raise JobSpecError(f"{path}: no such job file (shipped jobs: {', '.join(sorted(shipped)) or 'none'})")
+
+
+def load_job(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Job:
+    path = resolve_job_path(path)
     try:
         data = yaml.safe_load(interpolate(path.read_text()))
     except yaml.YAMLError as exc:
