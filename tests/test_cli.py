@@ -45,6 +45,13 @@ def test_validate_and_plan_print_steps_and_resources(tmp_path, capsys):
     assert "reads:  pixels" in out and "image_embedding" in out
     assert main(["plan", str(job), "--cpu"]) == 0
     assert "cpus=1 gpus=0, batch_size" in capsys.readouterr().out
+    # overrides before and after the flags
+    assert main(["plan", str(job), "steps.1.batch_size=3", "--cpu", "steps.0.batch_size=5"]) == 0
+    out = capsys.readouterr().out
+    assert "steps[1] embed: actors x1..4, cpus=1 gpus=0, batch_size=3" in out
+    assert "steps[0] decode_image: tasks x1, cpus=1 gpus=0, batch_size=5" in out
+    with pytest.raises(SystemExit):
+        main(["plan", str(job), "--cpu", "--bogus"])
 
 
 def test_errors_exit_2_with_a_message(tmp_path, capsys):
