@@ -293,6 +293,13 @@ def _raw_file_column(job: Job) -> set[str]:
     return {column}
 
 
+# ``max_calls=0`` is Ray's default for CPU tasks. Stating it makes the remote args of the
+# CPU task steps (reading, decoding) differ from the model actors', and Ray Data fuses two
+# steps only when those are equal: so decoding stays in parallel tasks instead of running
+# serially inside the model actor, which would then wait on it between batches.
+CPU_TASK: dict[str, Any] = {"max_calls": 0}
+
+
 def read_source(job: Job, done: frozenset[Any] | None = None) -> Any:
     """The job's input as a Ray Dataset with ids checked and an ``error`` column."""
     import ray.data as rd
@@ -319,6 +326,7 @@ def read_source(job: Job, done: frozenset[Any] | None = None) -> Any:
         batch_format="pyarrow",
         fn_args=(inp.id_column, file_column, done),
         batch_size=None,
+        **CPU_TASK,
     )
 
 
@@ -345,7 +353,7 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any) -> Any:
         else:
             if r.pool[1] > 1 or not isinstance(r.concurrency, int) or r.concurrency != 1:
                 kwargs["concurrency"] = r.pool[1]
-            ds = ds.map_batches(_StepTask(*args), **kwargs)
+            ds = ds.map_batches(_StepTask(*args), **kwargs, **({} if r.gpus else CPU_TASK))
     return ds
 
 
