@@ -242,6 +242,12 @@ class RunSummary:
         return d
 
     def render(self) -> str:
+        if not self.steps and self.metrics:  # a metrics-only (benchmark) run
+            n = max(m["count"] + m.get("errors_excluded", 0) for m in self.metrics)
+            lines = [f"job {self.job}: metrics over {n} input rows", f"wall time {self.wall_seconds:.1f} s"]
+            lines += [self._metric_line(m) for m in self.metrics]
+            lines.append(f"outputs: {self.output}/{io.METRICS}/, {self.output}/{io.SUMMARY}")
+            return "\n".join(lines)
         lines = [
             f"job {self.job}: {self.input_rows} input rows -> {self.rows} rows + {self.errors} error rows"
             + (f" ({self.skipped} already done, skipped)" if self.skipped else ""),
@@ -254,11 +260,15 @@ class RunSummary:
                 f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} error rows, "
                 f"{rate:.2f} rows/s per worker-second"
             )
-        for m in self.metrics:
-            excluded = f", {m['errors_excluded']} error rows excluded" if m.get("errors_excluded") else ""
-            lines.append(f"  metric {m['metric']}: {m['value']:.6g} over {m['count']} rows{excluded}")
-        lines.append(f"outputs: {self.output}/rows/, {self.output}/errors/, {self.output}/{io.SUMMARY}")
+        lines += [self._metric_line(m) for m in self.metrics]
+        metrics = f"{self.output}/{io.METRICS}/, " if self.metrics else ""
+        lines.append(f"outputs: {self.output}/rows/, {self.output}/errors/, {metrics}{self.output}/{io.SUMMARY}")
         return "\n".join(lines)
+
+    @staticmethod
+    def _metric_line(m: dict[str, Any]) -> str:
+        excluded = f", {m['errors_excluded']} error rows excluded" if m.get("errors_excluded") else ""
+        return f"  metric {m['metric']}: {m['value']!r} over {m['count']} rows{excluded}"
 
 
 def _stats_actor():  # noqa: ANN202

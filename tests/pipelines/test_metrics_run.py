@@ -47,4 +47,5 @@ def test_metrics_only_job_equals_whole_corpus_reference(tmp_path, run_job_dict):
     assert {m["metric"] for m in summary.metrics} == {"cider", "bleu"}
     assert by_name["cider"]["value"] > 0
     text = summary.render()
-    assert f"metric cider: {by_name['cider']['value']:.6g} over 118 rows, 2 error rows excluded" in text
+    assert text.startswith("job test-job: metrics over 120 input rows")
+    assert f"metric cider: {by_name['cider']['value']!r} over 118 rows, 2 error rows excluded" in text
