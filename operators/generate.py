@@ -111,20 +111,8 @@ class Generate(ModelOperator):
         (``auto``: float16 on GPU, float32 on CPU), safetensors only unless ``allow_pickle``."""
         import torch
 
-        cfg: GenerateConfig = self.config  # type: ignore[assignment]
-        dtype = torch_dtype(cfg.dtype, self.device)
-        kw = self.pretrained_kwargs() | {"dtype": torch.float16 if dtype == "auto" else dtype}
-        if not cfg.allow_pickle:
-            kw["use_safetensors"] = True
-        try:
-            return cls.from_pretrained(path, **(kw | extra)).to(self.device)
-        except OSError as exc:
-            if not cfg.allow_pickle and "safetensors" in str(exc).lower():
-                raise OSError(
-                    f"{path}: no safetensors weights found; if you trust this checkpoint, "
-                    f"set allow_pickle: true on the step ({exc})"
-                ) from exc
-            raise
+        dtype = torch_dtype(self.config.dtype, self.device)  # type: ignore[attr-defined]
+        return self.from_pretrained(cls, path, dtype=torch.float16 if dtype == "auto" else dtype, **extra)
 
     def load(self, path: str) -> None:
         import diffusers

@@ -113,22 +113,28 @@ class ModelOperator(Operator):
             kw["revision"] = cfg.revision
         return kw
 
-    def load_model(self, auto_cls: Any, path: str, **extra: Any) -> Any:
-        """``auto_cls.from_pretrained`` with the job's dtype/pickle policy, on this worker's device."""
+    def from_pretrained(self, cls: Any, path: str, dtype: Any = None, **extra: Any) -> Any:
+        """``cls.from_pretrained`` (transformers or diffusers) under the job's loading policy:
+        ``dtype`` (default: the step's), safetensors only unless ``allow_pickle``, revision and
+        ``trust_remote_code``; moved to this worker's device."""
         cfg: ModelConfig = self.config  # type: ignore[assignment]
-        kw = self.pretrained_kwargs() | {"dtype": torch_dtype(cfg.dtype, self.device)}
+        kw = self.pretrained_kwargs() | {"dtype": torch_dtype(cfg.dtype, self.device) if dtype is None else dtype}
         if not cfg.allow_pickle:
             kw["use_safetensors"] = True
         try:
-            model = auto_cls.from_pretrained(path, **kw, **extra)
+            loaded = cls.from_pretrained(path, **(kw | extra))
         except OSError as exc:
             if not cfg.allow_pickle and "safetensors" in str(exc).lower():
                 raise OSError(
-                    f"{cfg.model}: no safetensors weights found; if you trust this checkpoint, "
+                    f"{path}: no safetensors weights found; if you trust this checkpoint, "
                     f"set allow_pickle: true on the step ({exc})"
                 ) from exc
             raise
-        return model.to(self.device).eval()
+        return loaded.to(self.device)
+
+    def load_model(self, auto_cls: Any, path: str, **extra: Any) -> Any:
+        """A transformers model through :meth:`from_pretrained`, in eval mode."""
+        return self.from_pretrained(auto_cls, path, **extra).eval()
 
     def load_processor(self, auto_cls: Any, path: str, **extra: Any) -> Any:
         return auto_cls.from_pretrained(path, **self.pretrained_kwargs(), **extra)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .base import Operator, OperatorError
 
@@ -24,42 +25,59 @@ BUILTIN_MODULES = (
     "mmbatch.operators.score",
 )
 
-_REGISTRY: dict[str, type[Operator]] = {}
-_loaded = False
-T = TypeVar("T", bound=type[Operator])
+T = TypeVar("T", bound=type)
 
 
-def register(name: str):
+class Registry(Generic[T]):
+    """Names -> classes, filled by a ``register(name)`` class decorator; the modules holding
+    the built-in entries are imported on the first lookup. Shared by operators and metrics."""
+
+    def __init__(self, kind: str, modules: tuple[str, ...], error: type[Exception]) -> None:
+        self.kind, self.modules, self.error = kind, modules, error
+        self.classes: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(cls: T) -> T:
+            if name in self.classes:
+                raise self.error(f"{self.kind} '{name}' is registered twice ({self.classes[name]!r}, {cls!r})")
+            cls.name = name  # type: ignore[attr-defined]
+            self.classes[name] = cls
+            return cls
+
+        return deco
+
+    def _load_builtins(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self.modules:
+                importlib.import_module(module)
+
+    def get(self, name: str) -> T:
+        self._load_builtins()
+        try:
+            return self.classes[name]
+        except KeyError:
+            raise self.error(
+                f"unknown {self.kind} '{name}'; known {self.kind}s: {', '.join(sorted(self.classes))}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        return sorted(self.classes)
+
+
+OPERATORS: Registry[type[Operator]] = Registry("op", BUILTIN_MODULES, OperatorError)
+
+
+def register(name: str) -> Callable[[type[Operator]], type[Operator]]:
     """Class decorator: make an operator available to job files as ``op: name``."""
-
-    def deco(cls: T) -> T:
-        if name in _REGISTRY:
-            raise OperatorError(f"operator '{name}' is registered twice ({_REGISTRY[name]!r}, {cls!r})")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
+    return OPERATORS.register(name)
 
 
 def get_operator(name: str) -> type[Operator]:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise OperatorError(
-            f"unknown op '{name}'; known ops: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    return OPERATORS.get(name)
 
 
 def operator_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return OPERATORS.names()

@@ -100,7 +100,7 @@ class Score(Operator):
         if keep:
             sub: dict[str, list[Any]] = {c: [batch[c][i] for i in keep] for c in columns}
             sub["id"] = keep  # positions: metrics key their per-row scores by "id"
-            rows = compute_local(self.metric, [sub]).row_scores or {}
+            rows = compute_local(self.metric, [sub], ready=True).row_scores or {}
             for i, s in zip(rows.get("id", []), rows.get(self.metric.output_name, []), strict=True):
                 scores[i] = float(s)
         return {self.metric.output_name: scores}

@@ -15,14 +15,16 @@ imports Ray.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+from mmbatch.operators.registry import Registry
 
 ID = "id"
 
@@ -143,43 +145,21 @@ class Metric(ABC):
         """The result, from the merged state of the last pass."""
 
 
-_REGISTRY: dict[str, type[Metric]] = {}
-_loaded = False
-M = TypeVar("M", bound=type[Metric])
+_METRICS: Registry[type[Metric]] = Registry("metric", BUILTIN_MODULES, MetricError)
+_REGISTRY = _METRICS.classes
 
 
-def register_metric(name: str):
+def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     """Class decorator: make a metric available to job files as ``metric: name``."""
-
-    def deco(cls: M) -> M:
-        if name in _REGISTRY:
-            raise MetricError(f"metric '{name}' is registered twice ({_REGISTRY[name]!r}, {cls!r})")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
+    return _METRICS.register(name)
 
 
 def get_metric(name: str) -> type[Metric]:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise MetricError(f"unknown metric '{name}'; known metrics: {', '.join(sorted(_REGISTRY))}") from None
+    return _METRICS.get(name)
 
 
 def metric_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _METRICS.names()
 
 
 def build_metric(entry: dict[str, Any] | MetricConfig) -> Metric:
@@ -211,13 +191,14 @@ def check_requirements(metric: type[Metric] | Metric) -> None:
         raise MetricError(f"metric '{cls.name}' cannot run: " + "; ".join(problems))
 
 
-def compute_local(metric: Metric, batches: list[dict[str, list]]) -> MetricResult:
+def compute_local(metric: Metric, batches: list[dict[str, list]], *, ready: bool = False) -> MetricResult:
     """Run every pass of ``metric`` in this process; each batch stands for one block.
 
     The reference for how an engine drives a metric: ``setup`` once, then per pass one
     ``partial`` per block, ``merge``, ``after_pass`` between passes, ``finalize`` at the end."""
-    check_requirements(metric)
-    metric.setup()
+    if not ready:  # ``ready``: the caller already checked requirements and ran ``setup``
+        check_requirements(metric)
+        metric.setup()
     broadcast: Any = None
     merged: Any = None
     for p in range(metric.passes):
