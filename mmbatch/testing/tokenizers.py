@@ -1,41 +1,46 @@
 """Real tokenizer files made without the Hugging Face hub.
 
-Every function here is deterministic: the vocabularies and BPE merges are learned by a
-small pure-Python trainer over a fixed embedded English corpus, with explicit tie-breaks,
-so the same call always writes byte-identical ``tokenizer.json`` files. The resulting
-objects are the ordinary ``transformers`` tokenizer classes (``CLIPTokenizer``,
-``BertTokenizer``, ``GPT2Tokenizer``), so ``AutoTokenizer.from_pretrained(dir)`` /
-``AutoProcessor.from_pretrained(dir)`` load them offline like any hub checkpoint.
+The vocabularies and BPE merges are learned by the ``tokenizers`` library's own trainers
+(``BpeTrainer``, ``WordPieceTrainer``) over a small fixed English corpus (:func:`corpus`). Training
+normalises and pre-tokenises the text with the very normalizer and pre-tokenizer of the
+``transformers`` class that is then built from the learned vocabulary (``CLIPTokenizer``,
+``BertTokenizer``, ``GPT2Tokenizer``); that class supplies the decoder and post-processor, so
+the results are ordinary hub-style tokenizers that ``AutoTokenizer.from_pretrained(dir)`` /
+``AutoProcessor.from_pretrained(dir)`` load offline. (transformers 5 rebuilds these classes from
+``vocab`` + ``merges`` on every load, so nothing but the learned model needs to be carried over.)
+
+Same call, same bytes: the trainers number the symbols they first meet in hash-map order, which
+decides ties between equally frequent pairs. Every base symbol (specials, the 256 byte
+characters, CLIP's ``</w>`` word ends, WordPiece's ``##`` continuations) is therefore handed to
+the trainer up front as one of its ``special_tokens``, which gives it a fixed id, and the learned
+merges and ids are reproducible across processes.
 
 Vocabulary sizes (with the default arguments):
 
-* :func:`clip_tokenizer`  -- byte-level BPE with ``</w>`` word ends, 512 base symbols +
-  merges + 2 specials (about 800);
-* :func:`bert_tokenizer`  -- lower-cased WordPiece: specials, single characters,
-  ``##`` continuations and the corpus words (about 400);
-* :func:`opt_tokenizer`   -- GPT-2/OPT style byte-level BPE (``Ġ`` marks a leading
-  space), 4 specials + 256 bytes + merges (about 550).
+* :func:`clip_tokenizer`  -- byte-level BPE with ``</w>`` word ends: 256 bytes, 256 ``byte</w>``,
+  the learned tokens, then ``<|startoftext|>`` and ``<|endoftext|>`` (about 790);
+* :func:`bert_tokenizer`  -- lower-cased WordPiece: ``[PAD] [UNK] [CLS] [SEP] [MASK]``, letters,
+  digits, punctuation and their ``##`` continuations, then everything the trainer learns when
+  run until every corpus word is a single token (about 770);
+* :func:`opt_tokenizer`   -- GPT-2/OPT style byte-level BPE (``Ġ`` marks a leading space):
+  ``<s> <pad> </s> <unk>``, 256 bytes, the learned tokens (about 560).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections import Counter
+import string
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 __all__ = [
     "WORDS",
     "CAPTIONS",
     "corpus",
-    "bytes_to_unicode",
-    "train_bpe",
     "bpe_vocab_and_merges",
-    "bpe_tokenizer_files",
-    "wordpiece_vocab",
     "clip_tokenizer",
     "bert_tokenizer",
     "blip_tokenizer",
@@ -135,186 +140,99 @@ def corpus() -> list[str]:
     return list(WORDS) + list(CAPTIONS)
 
 
-# --------------------------------------------------------------------------- byte-level BPE
+# --------------------------------------------------------------------------- training
+
+# GPT-2's byte-level alphabet: one printable stand-in per byte. Sorted by code point this is
+# also GPT-2's (and OpenAI CLIP's) id order, '!' first.
+_BYTES: tuple[str, ...] = tuple(sorted(pre_tokenizers.ByteLevel.alphabet()))
+
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CHARS = string.ascii_lowercase + string.digits
 
 
-@lru_cache(maxsize=1)
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable unicode character map (the ByteLevel alphabet)."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+def _train(runtime: Any, model: Any, trainer: Any, texts: Iterable[str]) -> dict[str, Any]:
+    """Train the empty ``tokenizers`` ``model`` with ``trainer`` on ``texts``, normalised and
+    pre-tokenised exactly as the ``transformers`` tokenizer ``runtime`` will split text at encode
+    time. Returns the trained model's JSON form (``vocab``, and ``merges`` for BPE)."""
+    tok = Tokenizer(model)
+    tok.normalizer = runtime.backend_tokenizer.normalizer
+    tok.pre_tokenizer = runtime.backend_tokenizer.pre_tokenizer
+    tok.train_from_iterator(texts, trainer=trainer)
+    return json.loads(tok.to_str())["model"]
 
 
-def _byte_level(text: str) -> str:
-    table = bytes_to_unicode()
-    return "".join(table[b] for b in text.encode("utf-8"))
-
-
-# Pre-tokenisation used only for *training* (the runtime pre-tokenizer is the one in each
-# transformers tokenizer class; any merges are valid there because every byte is in the vocab).
-_CLIP_SPLIT = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+", re.UNICODE)
-_GPT2_SPLIT = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+", re.UNICODE)
-
-
-def _word_counts(style: Literal["clip", "gpt2"], texts: Iterable[str]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for text in texts:
-        if style == "clip":
-            text = re.sub(r"\s+", " ", text.lower())
-            pieces = _CLIP_SPLIT.findall(text)
-        else:
-            pieces = _GPT2_SPLIT.findall(text)
-            # the same words also occur mid-sentence, i.e. with a leading space
-            pieces += [" " + p for p in pieces if not p.startswith(" ")]
-        counts.update(_byte_level(p) for p in pieces)
-    return counts
-
-
-def train_bpe(
-    word_counts: dict[str, int],
-    num_merges: int,
-    end_of_word_suffix: str = "",
-    min_frequency: int = 2,
-) -> list[tuple[str, str]]:
-    """Learn up to ``num_merges`` BPE merges, deterministically.
-
-    ``word_counts`` maps an already byte-level-mapped word to its count. The most frequent
-    adjacent pair is merged first; ties are broken by the pair's lexicographic order, so
-    the result never depends on hash seeds or dict ordering.
-    """
-    words: list[tuple[list[str], int]] = []
-    for word, count in sorted(word_counts.items()):
-        symbols = list(word)
-        if not symbols:
-            continue
-        if end_of_word_suffix:
-            symbols[-1] = symbols[-1] + end_of_word_suffix
-        words.append((symbols, count))
-
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: Counter[tuple[str, str]] = Counter()
-        for symbols, count in words:
-            for pair in zip(symbols, symbols[1:], strict=False):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best, best_count = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
-        if best_count < min_frequency:
-            break
-        merges.append(best)
-        left, right = best
-        joined = left + right
-        for symbols, _count in words:
-            i = 0
-            while i < len(symbols) - 1:
-                if symbols[i] == left and symbols[i + 1] == right:
-                    symbols[i : i + 2] = [joined]
-                i += 1
-    return merges
-
-
-@lru_cache(maxsize=8)
-def _bpe(
-    style: str, num_merges: int
-) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]:
-    alphabet = list(bytes_to_unicode().values())
-    if style == "clip":
-        merges = train_bpe(_word_counts("clip", corpus()), num_merges, end_of_word_suffix="</w>")
-        tokens = alphabet + [c + "</w>" for c in alphabet]
-        specials_front: list[str] = []
-        specials_back = ["<|startoftext|>", "<|endoftext|>"]
-    elif style in ("gpt2", "opt"):
-        merges = train_bpe(_word_counts("gpt2", corpus()), num_merges)
-        tokens = list(alphabet)
-        specials_front = ["<s>", "<pad>", "</s>", "<unk>"] if style == "opt" else []
-        specials_back = [] if style == "opt" else ["<|endoftext|>"]
-    else:
-        raise ValueError(f"unknown BPE style {style!r}; expected 'clip', 'gpt2' or 'opt'")
-    ordered = list(
-        dict.fromkeys(specials_front + tokens + [a + b for a, b in merges] + specials_back)
-    )
-    vocab = tuple((tok, i) for i, tok in enumerate(ordered))
-    return vocab, tuple(merges)
+def _ordered(vocab: dict[str, int], extra: Iterable[str] = ()) -> dict[str, int]:
+    """``vocab`` in id order, with the ``extra`` tokens appended as the next ids."""
+    out = dict(sorted(vocab.items(), key=lambda kv: kv[1]))
+    if list(out.values()) != list(range(len(out))):
+        raise RuntimeError("the trainer returned non-contiguous ids")
+    for token in extra:
+        out.setdefault(token, len(out))
+    return out
 
 
 def bpe_vocab_and_merges(
     style: Literal["clip", "gpt2", "opt"] = "clip", num_merges: int = 300
 ) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Vocabulary (token -> id) and ranked merges of a byte-level BPE learned on :func:`corpus`.
+    """Vocabulary (token -> id) and ranked merges of a byte-level BPE that ``BpeTrainer`` learns
+    on :func:`corpus` (at most ``num_merges`` new tokens, each pair seen at least twice).
 
-    ``clip``: 256 bytes + 256 ``byte</w>`` word ends + merges, then ``<|startoftext|>`` and
+    ``clip``: 256 bytes + 256 ``byte</w>`` word ends + learned tokens, then ``<|startoftext|>`` and
     ``<|endoftext|>`` as the two highest ids (as in OpenAI CLIP). ``opt``: ``<s> <pad> </s> <unk>``
-    at ids 0-3 (as in OPT), then bytes and merges. ``gpt2``: bytes, merges, ``<|endoftext|>`` last.
+    at ids 0-3 (as in OPT), then bytes and learned tokens. ``gpt2``: bytes, learned tokens,
+    ``<|endoftext|>`` last.
     """
-    vocab, merges = _bpe(style, num_merges)
-    return dict(vocab), list(merges)
+    from transformers import CLIPTokenizer, GPT2Tokenizer
 
-
-def bpe_tokenizer_files(
-    save_dir: str | Path, style: Literal["clip", "gpt2", "opt"] = "clip", num_merges: int = 300
-) -> tuple[Path, Path]:
-    """Write ``vocab.json`` and ``merges.txt`` (the classic slow-tokenizer files) into ``save_dir``."""
-    save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    vocab, merges = bpe_vocab_and_merges(style, num_merges)
-    vocab_path = save_dir / "vocab.json"
-    merges_path = save_dir / "merges.txt"
-    vocab_path.write_text(
-        json.dumps(vocab, ensure_ascii=False, indent=0, sort_keys=False) + "\n", encoding="utf-8"
+    texts = corpus()
+    runtime: Any
+    word_end: dict[str, Any]
+    if style == "clip":
+        runtime, word_end = CLIPTokenizer(), {"end_of_word_suffix": "</w>"}
+        base = [*_BYTES, *(b + "</w>" for b in _BYTES)]
+        last = ["<|startoftext|>", "<|endoftext|>"]
+    elif style in ("gpt2", "opt"):
+        runtime, word_end = GPT2Tokenizer(), {}
+        base = [*(("<s>", "<pad>", "</s>", "<unk>") if style == "opt" else ()), *_BYTES]
+        last = [] if style == "opt" else ["<|endoftext|>"]
+        texts += [" " + t for t in texts]  # the words also occur mid-sentence: "Ġcat"
+    else:
+        raise ValueError(f"unknown BPE style {style!r}; expected 'clip', 'gpt2' or 'opt'")
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(base) + num_merges,
+        min_frequency=2,
+        special_tokens=base,  # fixed ids for the base symbols: see the module doc
+        show_progress=False,
+        **word_end,
     )
-    merges_path.write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
+    model = _train(runtime, models.BPE(), trainer, texts)
+    pairs = [m.split(" ") if isinstance(m, str) else list(m) for m in model["merges"]]
+    return _ordered(model["vocab"], last), [(a, b) for a, b in pairs]
+
+
+def _wordpiece_vocab(extra_tokens: Iterable[str] = ()) -> dict[str, int]:
+    """A lower-cased WordPiece vocabulary from ``WordPieceTrainer``: ``[PAD]=0 [UNK]=1 [CLS]=2
+    [SEP]=3 [MASK]=4``, letters, digits, punctuation and ``##`` continuations of every letter and
+    digit (so any lower-case ASCII word is encodable), the learned pieces -- the trainer runs until
+    every word of :func:`corpus` is a single token -- then ``extra_tokens`` last."""
+    from transformers import BertTokenizer
+
+    base = [*BERT_SPECIALS, *_CHARS, *string.punctuation, *("##" + c for c in _CHARS)]
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=30_522,  # BERT's size, a cap never reached: merging stops when no pair is left
+        min_frequency=1,
+        special_tokens=base,  # fixed ids for the base symbols: see the module doc
+        continuing_subword_prefix="##",
+        show_progress=False,
     )
-    return vocab_path, merges_path
-
-
-# --------------------------------------------------------------------------- WordPiece
-
-BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789"
-_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
-
-
-@lru_cache(maxsize=4)
-def _wordpiece(extra: tuple[str, ...]) -> tuple[str, ...]:
-    words = []
-    for text in corpus():
-        words.extend(re.findall(r"[a-z0-9]+", text.lower()))
-    tokens = (
-        list(BERT_SPECIALS)
-        + list(_CHARS)
-        + list(_PUNCT)
-        + ["##" + c for c in _CHARS]
-        + list(dict.fromkeys(words))
-        + ["##s", "##es", "##ed", "##ing", "##er", "##ly"]
-        + list(extra)
-    )
-    return tuple(dict.fromkeys(tokens))
-
-
-def wordpiece_vocab(extra_tokens: Iterable[str] = ()) -> dict[str, int]:
-    """A lower-cased WordPiece vocabulary: ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4``, the
-    single characters and punctuation, ``##`` continuations of every letter/digit (so any
-    lower-case ASCII word is encodable), the corpus words, then ``extra_tokens`` last."""
-    return {tok: i for i, tok in enumerate(_wordpiece(tuple(extra_tokens)))}
+    model = _train(BertTokenizer(), models.WordPiece(unk_token="[UNK]"), trainer, corpus())
+    return _ordered(model["vocab"], extra_tokens)
 
 
 # --------------------------------------------------------------------------- transformers tokenizers
 
 
-def _save(tok, save_dir: str | Path | None):
+def _save(tok: Any, save_dir: str | Path | None) -> Any:
     if save_dir is not None:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         tok.save_pretrained(str(save_dir))
@@ -323,14 +241,14 @@ def _save(tok, save_dir: str | Path | None):
 
 def clip_tokenizer(
     save_dir: str | Path | None = None, *, model_max_length: int = 77, num_merges: int = 300
-):
+) -> Any:
     """A ``CLIPTokenizer`` (the fast, tokenizers-backed class; ``CLIPTokenizerFast`` is the same
     class in transformers 5). ``<|startoftext|>``/``<|endoftext|>`` are the last two ids and
     ``<|endoftext|>`` also pads, exactly as in OpenAI CLIP. Saved to ``save_dir`` if given."""
     from transformers import CLIPTokenizer
 
     vocab, merges = bpe_vocab_and_merges("clip", num_merges)
-    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)  # type: ignore[arg-type]  # transformers' stub says list[str]; it takes pairs
     return _save(tok, save_dir)
 
 
@@ -339,20 +257,21 @@ def bert_tokenizer(
     *,
     model_max_length: int = 512,
     extra_tokens: Iterable[str] = (),
-    **kwargs,
-):
+    **kwargs: Any,
+) -> Any:
     """A lower-cased ``BertTokenizer`` (fast; ``BertTokenizerFast`` is an alias in transformers 5)
-    over :func:`wordpiece_vocab`. Extra keyword arguments go to the tokenizer (e.g. ``bos_token``)."""
+    over a WordPiece vocabulary learned on :func:`corpus`, with ``extra_tokens`` as the highest
+    ids. Extra keyword arguments go to the tokenizer (e.g. ``bos_token``)."""
     from transformers import BertTokenizer
 
-    vocab = wordpiece_vocab(extra_tokens)
+    vocab = _wordpiece_vocab(extra_tokens)
     tok = BertTokenizer(
         vocab=vocab, do_lower_case=True, model_max_length=model_max_length, **kwargs
     )
     return _save(tok, save_dir)
 
 
-def blip_tokenizer(save_dir: str | Path | None = None, *, model_max_length: int = 512):
+def blip_tokenizer(save_dir: str | Path | None = None, *, model_max_length: int = 512) -> Any:
     """The BERT tokenizer as BLIP uses it: ``[DEC]`` is the BOS token (the decoder start id that
     ``BlipTextConfig.bos_token_id`` must name) and ``[ENC]`` an extra special token; they are the
     two highest ids, as 30522/30523 are in ``Salesforce/blip-*``."""
@@ -371,7 +290,7 @@ def opt_tokenizer(
     image_token: str | None = None,
     model_max_length: int = 512,
     num_merges: int = 300,
-):
+) -> Any:
     """An OPT-style ``GPT2Tokenizer``: ``<s>=0 <pad>=1 </s>=2 <unk>=3``, ``</s>`` is both BOS and EOS
     and is prepended to every text (``add_bos_token=True``), as in ``facebook/opt-*``. With
     ``image_token`` (e.g. ``"<image>"``, for BLIP-2) that token is added as a special token with the
@@ -383,7 +302,7 @@ def opt_tokenizer(
     vocab, merges = bpe_vocab_and_merges("opt", num_merges)
     tok = GPT2Tokenizer(
         vocab=vocab,
-        merges=merges,
+        merges=merges,  # type: ignore[arg-type]  # pairs, as the fast tokenizer takes them
         unk_token="<unk>",
         bos_token="</s>",
         eos_token="</s>",
