@@ -106,7 +106,7 @@ class Loop:
 
 
 def run_job(folder: Path, out: Path, args: argparse.Namespace, model: str) -> tuple[float, Any]:
-    from mmbatch.pipelines.plan import run_job as run
+    from mmbatch.pipelines.run import run_job as run
     from mmbatch.pipelines.spec import job_from_dict
 
     step: dict[str, Any] = {"op": "transcribe", "backend": args.backend, "model": model,

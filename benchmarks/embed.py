@@ -117,7 +117,7 @@ def bench_loop(model_dir: Path, data: Path, batch: int, threads: int) -> tuple[f
 
 
 def bench_job(model_dir: Path, data: Path, out: Path, batch: int, threads: int) -> tuple[float, float, int]:
-    from mmbatch.pipelines.plan import run_job
+    from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import job_from_dict
 
     job = job_from_dict({

@@ -13,12 +13,12 @@ def test_help_for_every_command(capsys):
 
 
 def test_ops_and_metrics_list_every_entry_with_its_keys(capsys):
-    from mmbatch.operators.registry import operator_names
-    from mmbatch.pipelines.metrics import metric_names
+    from mmbatch.metrics import metric_names
+    from mmbatch.operators.base import OPERATORS
 
     assert main(["ops", "-v"]) == 0
     out = capsys.readouterr().out
-    assert all(f"{name}: " in out for name in operator_names())
+    assert all(f"{name}: " in out for name in OPERATORS.names())
     assert "PydanticUndefined" not in out
     assert main(["metrics", "-v"]) == 0
     out = capsys.readouterr().out

@@ -156,6 +156,7 @@ def encode_audio(wave: np.ndarray, sr: int = SAMPLE_RATE, ext: str = "wav") -> b
     with av.open(buf, "w", format=container_format) as out:
         options = {"strict": "experimental"} if codec == "vorbis" else {}
         stream = out.add_stream(codec, rate=rate or sr, layout=layout, options=options)
+        assert isinstance(stream, av.AudioStream)
         ctx = stream.codec_context
         resampler = av.AudioResampler(
             format=ctx.format.name, layout=layout, rate=rate or sr, frame_size=ctx.frame_size or 1024

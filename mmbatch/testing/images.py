@@ -219,7 +219,9 @@ def write_image_folder(
     return paths
 
 
-def _rows(n: int, size: tuple[int, int], fmt: str, quality: int, with_bad: bool):
+def _rows(
+    n: int, size: tuple[int, int], fmt: str, quality: int, with_bad: bool
+) -> tuple[list[tuple[str, bytes, list[str]]], list[str]]:
     rows = [
         (f"img-{i:05d}", encode(synthetic_image(i, size), fmt, quality), references(i))
         for i in range(n)

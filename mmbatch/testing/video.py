@@ -105,6 +105,7 @@ def encode_video(frames: np.ndarray, fps: int = 8, codec: str | None = None) -> 
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=fps)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
@@ -156,7 +157,7 @@ def write_video_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [
+    rows: list[tuple[str, bytes, str | None]] = [
         (f"vid-{i:05d}", encode_video(synthetic_video(i, num_frames, size), fps), DIRECTIONS[i % len(DIRECTIONS)])
         for i in range(n)
     ]

@@ -27,9 +27,10 @@ under a second once ``transformers`` is imported.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from mmbatch.testing import tokenizers as _tok
 
@@ -49,7 +50,7 @@ _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def _save(model, processor, out_dir: str | Path) -> Path:
+def _save(model: Any, processor: Any, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -67,7 +68,7 @@ def _seed(seed: int) -> None:
 
 
 @contextmanager
-def _seeded(seed: int):
+def _seeded(seed: int) -> Iterator[None]:
     """``torch.manual_seed(seed)`` for the model's initialisation, without disturbing the caller's
     global RNG state (it is restored on exit)."""
     import torch
@@ -196,7 +197,7 @@ def build_tiny_vit_classifier(
 # --------------------------------------------------------------------------- BLIP
 
 
-def _blip_parts(image_size: int, patch_size: int, hidden_size: int, num_layers: int):
+def _blip_parts(image_size: int, patch_size: int, hidden_size: int, num_layers: int) -> tuple[Any, Any, Any]:
     from transformers import BlipConfig, BlipImageProcessor, BlipProcessor
 
     _check_patch(image_size, patch_size)
@@ -241,7 +242,7 @@ def _blip_parts(image_size: int, patch_size: int, hidden_size: int, num_layers: 
     return config, processor, tokenizer
 
 
-def _favour_words_bias(lm_bias, tokenizer) -> None:
+def _favour_words_bias(lm_bias: Any, tokenizer: Any) -> None:
     """Set the LM output bias so a random BLIP decoder's greedy output reads as words: 0 for whole
     corpus words, -10 for everything else (word pieces, single characters, special tokens).
 
@@ -257,7 +258,7 @@ def _favour_words_bias(lm_bias, tokenizer) -> None:
                 lm_bias[i] = 0.0
 
 
-def _amplify_cross_attention(model, factor: float) -> None:
+def _amplify_cross_attention(model: Any, factor: float) -> None:
     """Scale the value and output projections of every text-to-image cross-attention by ``factor``.
 
     At BERT's init scale (std 0.02, hidden 32) the image contributes only a few percent of the
@@ -319,7 +320,7 @@ def build_tiny_blip_vqa(
 # --------------------------------------------------------------------------- BLIP-2
 
 
-def _favour_words(lm_head_weight, tokenizer, other_scale: float = 0.05) -> None:
+def _favour_words(lm_head_weight: Any, tokenizer: Any, other_scale: float = 0.05) -> None:
     """Shrink the output-embedding rows of every token that is not a whole space-prefixed corpus
     word (``Ġcat``), so that a random model's greedy output reads as words, not stray bytes."""
     import torch

@@ -25,6 +25,7 @@ Same call, same bytes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mmbatch.testing import tokenizers as _tok
 from mmbatch.testing.vision import _CLIP_MEAN, _CLIP_STD, _favour_words, _save, _seed
@@ -61,7 +62,7 @@ IDEFICS2_CHAT_TEMPLATE = (
 )
 
 
-def _llama_like(tokenizer, hidden_size: int, num_layers: int) -> dict:
+def _llama_like(tokenizer: Any, hidden_size: int, num_layers: int) -> dict[str, Any]:
     return dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -230,7 +231,9 @@ def write_vqa_parquet(path: str | Path, n: int, size: tuple[int, int] = (48, 40)
 
     from mmbatch.testing.images import encode, synthetic_image
 
-    rows = [(f"q-{i:05d}", encode(synthetic_image(i, size)), *vqa_rows(i)) for i in range(n)]
+    rows: list[tuple[str, bytes | None, str, list[str]]] = [
+        (f"q-{i:05d}", encode(synthetic_image(i, size)), *vqa_rows(i)) for i in range(n)
+    ]
     bad = []
     if with_bad:
         good = rows[0][1]

@@ -1,7 +1,7 @@
 """Shipped job files run end to end, as a user runs them, on tiny random-weight models.
 
 (vqa, generate_images and classify_video run in tests/operators; benchmark_captions in
-tests/pipelines/metrics.)"""
+tests/metrics.)"""
 
 import json
 

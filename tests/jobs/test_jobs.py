@@ -21,3 +21,18 @@ def test_job_file_validates_and_documents_its_command(path):
     assert job.name
     for step in job.steps:
         step.build()  # builds the operator object (declared columns) without setup(): no model loaded
+
+
+def test_every_job_file_named_in_the_docs_exists(capsys):
+    import re
+
+    from mmbatch.pipelines.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    texts = {"mmbatch --help": capsys.readouterr().out, "README.md": (Path(__file__).parents[2] / "README.md").read_text()}
+    shipped = {p.name for p in JOBS}
+    for where, text in texts.items():
+        named = set(re.findall(r"jobs/([A-Za-z0-9_]+\.yaml)", text))
+        assert named, f"{where} names no job file"
+        assert named <= shipped, f"{where} names job files that do not exist: {sorted(named - shipped)}"

@@ -6,12 +6,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmbatch.operators.base import Operator
-from mmbatch.operators.registry import get_operator
+from mmbatch.operators.base import OPERATORS, Operator
 
 
 def make_op(name: str, /, **config: Any) -> Operator:
-    cls = get_operator(name)
+    cls = OPERATORS.get(name)
     op = cls(cls.Config(**config))
     op.setup()
     return op

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmbatch.operators.columns import to_arrow
+from mmbatch.core.columns import to_arrow
 from mmbatch.testing.images import encode, synthetic_image
 
 from .helpers import make_op
@@ -152,7 +152,7 @@ def test_blip_rejects_several_images_per_row(tiny_models):
 def test_vqa_job_end_to_end(tiny_models, ray_session, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from mmbatch.pipelines.plan import run_job
+    from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import load_job
     from mmbatch.testing.vlm import write_vqa_parquet
 

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmbatch.operators.columns import column_to_python
+from mmbatch.core.columns import column_to_python
 from mmbatch.testing.audio import (
     BAD_KINDS,
     FORMATS,

@@ -4,9 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmbatch.operators.base import OpConfig, Operator, OperatorError, Resources
-from mmbatch.operators.columns import column_to_python, to_arrow
-from mmbatch.operators.registry import get_operator, operator_names, register
+from mmbatch.core.columns import column_to_python, to_arrow
+from mmbatch.core.resources import Resources
+from mmbatch.operators.base import OPERATORS, OpConfig, Operator, OperatorError, register
 
 
 class _Cfg(OpConfig):
@@ -87,11 +87,11 @@ def test_columns_round_trip_numpy_and_tensors():
 
 
 def test_registry_rejects_duplicates_and_unknown_names():
-    assert {"decode_image", "embed", "classify", "caption"} <= set(operator_names())
+    assert {"decode_image", "embed", "classify", "caption"} <= set(OPERATORS.names())
     with pytest.raises(OperatorError, match="registered twice"):
         register("embed")(Doubler)
     with pytest.raises(OperatorError, match="unknown op 'captoin'"):
-        get_operator("captoin")
+        OPERATORS.get("captoin")
 
 
 def test_resources_validation():

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmbatch.operators.columns import to_arrow
+from mmbatch.core.columns import to_arrow
 from mmbatch.testing.images import synthetic_image
 
 from .helpers import make_op
@@ -150,7 +150,7 @@ def test_bad_config_values_fail_validation():
 def test_generate_images_job_end_to_end(tiny_models, ray_session, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from mmbatch.pipelines.plan import run_job
+    from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import load_job
 
     ids = [f"p-{i}" for i in range(6)] + ["bad-empty"]

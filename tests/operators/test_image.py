@@ -14,7 +14,7 @@ def test_decode_matches_pil_and_keeps_original_size():
     data = [encode(im, "PNG") for im in imgs]
     out = make_op("decode_image")(pa.table({"image": data}))
     assert out.column("error").null_count == 3
-    from mmbatch.operators.columns import column_to_python
+    from mmbatch.core.columns import column_to_python
 
     pixels = column_to_python(out.column("pixels"))
     for im, px in zip(imgs, pixels, strict=True):
@@ -24,7 +24,7 @@ def test_decode_matches_pil_and_keeps_original_size():
 
 
 def test_resize_shorter_side_and_exact(tmp_path):
-    from mmbatch.operators.columns import column_to_python
+    from mmbatch.core.columns import column_to_python
 
     jpeg = encode(synthetic_image(0, (640, 480)), "JPEG")
     out = make_op("decode_image", resize=224)(pa.table({"image": [jpeg]}))
@@ -39,7 +39,7 @@ def test_resize_shorter_side_and_exact(tmp_path):
 
 
 def test_draft_mode_decode_is_close_to_full_decode_then_resize():
-    from mmbatch.operators.columns import column_to_python
+    from mmbatch.core.columns import column_to_python
 
     img = synthetic_image(5, (640, 480))
     jpeg = encode(img, "JPEG", quality=95)

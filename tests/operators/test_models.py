@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mmbatch.operators.columns import column_to_python
+from mmbatch.core.columns import column_to_python
 from mmbatch.testing.images import encode, synthetic_image
 
 from .helpers import make_op, run_ops
@@ -138,9 +138,33 @@ def test_safetensors_only_unless_allow_pickle(tmp_path, tiny_models):
     for f in dst.glob("*.safetensors"):
         f.unlink()
     torch.save(model.state_dict(), dst / "pytorch_model.bin")  # a pickle checkpoint
-    from mmbatch.operators.registry import get_operator
+    from mmbatch.operators.base import OPERATORS
 
-    cls = get_operator("embed")
+    cls = OPERATORS.get("embed")
     with pytest.raises(OSError, match="allow_pickle"):
         cls(cls.Config(model=str(dst))).setup()
     cls(cls.Config(model=str(dst), allow_pickle=True)).setup()
+
+
+@pytest.mark.gpu
+def test_embed_in_fp16_on_cuda_matches_transformers(tiny_models):
+    """A step given a GPU loads on CUDA in the dtype asked for and equals the model called
+    directly through transformers on the same device."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from mmbatch.core.resources import Resources
+    from mmbatch.operators.base import OPERATORS
+
+    path = str(tiny_models("clip"))
+    cls = OPERATORS.get("embed")
+    op = cls(cls.Config(model=path, dtype="float16"), Resources(gpus=1))
+    op.setup()
+    assert op.device == "cuda" and op.model_dtype == torch.float16
+    images = [np.asarray(synthetic_image(i, (64, 48))) for i in range(4)]
+    got = op.process({"pixels": images})["image_embedding"]
+    model = CLIPModel.from_pretrained(path, dtype=torch.float16).to("cuda").eval()
+    pixels = CLIPProcessor.from_pretrained(path)(images=images, return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        ref = model.get_image_features(pixel_values=pixels.to("cuda", torch.float16)).pooler_output.float()
+    ref = torch.nn.functional.normalize(ref, dim=-1).cpu().numpy()
+    np.testing.assert_allclose(np.stack(got), ref, atol=1e-3)

@@ -5,7 +5,7 @@ import jiwer
 import pyarrow as pa
 import pytest
 
-from mmbatch.pipelines.metrics import build_metric, compute_local
+from mmbatch.metrics import build_metric, compute_local
 from mmbatch.pipelines.spec import JobSpecError, check_columns, job_from_dict
 
 from .helpers import make_op

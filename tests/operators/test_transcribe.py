@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mmbatch.operators.columns import to_arrow
+from mmbatch.core.columns import to_arrow
 from mmbatch.operators.transcribe import length_buckets
 from mmbatch.testing.audio import chirp, noise, silence, speech_like, tone
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmbatch.operators.columns import column_to_python
+from mmbatch.core.columns import column_to_python
 from mmbatch.testing.video import bad_video_bytes, encode_video, synthetic_video
 
 from .helpers import make_op
@@ -85,7 +85,7 @@ def test_classify_video_equals_the_model_called_directly(tiny_models):
 
 @pytest.mark.slow
 def test_classify_video_job_end_to_end(tiny_models, ray_session, tmp_path, monkeypatch):
-    from mmbatch.pipelines.plan import run_job
+    from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import load_job
     from mmbatch.testing.video import write_video_folder
 

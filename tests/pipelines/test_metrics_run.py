@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmbatch.pipelines.metrics import build_metric, compute_local
+from mmbatch.metrics import build_metric, compute_local
 
 WORDS = "a the cat dog sits on mat red blue square circle runs fast small big".split()
 
@@ -28,7 +28,9 @@ def test_metrics_only_job_equals_whole_corpus_reference(tmp_path, run_job_dict):
         pq.write_table(pa.Table.from_pylist(rows[k * 30:(k + 1) * 30]), data / f"part-{k}.parquet")
     metrics = [
         {"metric": "cider", "prediction": "caption", "references": "references", "tokenizer": "none"},
-        {"metric": "bleu", "prediction": "caption", "references": "references", "tokenizer": "none"},
+        # a metric may reserve GPUs (FID, CLIPScore): its passes then run in an actor pool
+        {"metric": "bleu", "prediction": "caption", "references": "references", "tokenizer": "none",
+         "resources": {"gpus": 1, "cpus": 0.5}},
     ]
     summary = run_job_dict({"input": {"path": str(data), "id_column": "id"}, "steps": [],
                             "output": {"path": str(tmp_path / "out")}, "metrics": metrics})
@@ -49,3 +51,33 @@ def test_metrics_only_job_equals_whole_corpus_reference(tmp_path, run_job_dict):
     text = summary.render()
     assert text.startswith("job test-job: metrics over 120 input rows")
     assert f"metric cider: {by_name['cider']['value']!r} over 118 rows, 2 error rows excluded" in text
+
+
+class _Recorder:
+    """Stands in for a Ray Dataset: records how a metric pass maps it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def map_batches(self, fn, **kwargs):
+        self.calls.append((fn, kwargs))
+        return self
+
+    def take_all(self):
+        return []
+
+
+def test_metric_passes_reserve_the_metrics_resources():
+    from mmbatch.pipelines.metric_passes import MetricPass, _pass_states
+
+    ds = _Recorder()
+    gpu = build_metric({"metric": "wer", "prediction": "p", "reference": "r",
+                        "resources": {"gpus": 1, "cpus": 2, "concurrency": [1, 3]}})
+    _pass_states(ds, gpu, 0, None, ["id", "p", "r"])
+    fn, kwargs = ds.calls[-1]
+    assert fn is MetricPass and kwargs["num_gpus"] == 1 and kwargs["num_cpus"] == 2
+    assert (kwargs["compute"].min_size, kwargs["compute"].max_size) == (1, 3)
+    cpu = build_metric({"metric": "wer", "prediction": "p", "reference": "r"})
+    _pass_states(ds, cpu, 0, None, ["id", "p", "r"])
+    fn, kwargs = ds.calls[-1]
+    assert isinstance(fn, MetricPass) and kwargs["num_cpus"] == 1 and "num_gpus" not in kwargs

@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mmbatch.operators.base import Resources
-from mmbatch.pipelines.plan import JobRunError, PlannedStep, check_cluster
+from mmbatch.core.resources import Resources
+from mmbatch.pipelines.planning import JobRunError, PlannedStep, check_cluster
 from mmbatch.pipelines.spec import job_from_dict
 from mmbatch.testing.images import write_image_folder, write_image_parquet
 
@@ -107,3 +107,13 @@ def test_cluster_checks_fail_fast_instead_of_hanging():
         check_cluster([_planned(cpus=1, concurrency=2)], {"CPU": 2})
     check_cluster([_planned(cpus=0.5, concurrency=2)], {"CPU": 2})
     check_cluster([_planned(gpus=0.25, cpus=0.25, concurrency=(1, 8))], {"CPU": 2, "GPU": 2})
+
+
+def test_stateless_step_builds_its_operator_once_per_worker_process(tmp_path, run_job_dict):
+    folder = tmp_path / "imgs"
+    write_image_folder(folder, 30, size=(8, 8), fmt="PNG")
+    s = run_job_dict({"input": {"path": str(folder), "format": "images", "id_column": "path"},
+                      "steps": [{"op": "decode_image", "batch_size": 1}], "output": {"path": str(tmp_path / "out")}})
+    decode = s.steps["steps[0] decode_image"]
+    # 30 one-row batches (Ray unpickles the task's callable anew for each), a few processes
+    assert decode["rows"] == 30 and 1 <= decode["builds"] == decode["workers"] < 30

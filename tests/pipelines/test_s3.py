@@ -53,7 +53,7 @@ def test_model_from_s3_is_cached_once_per_node(s3, tiny_models, tmp_path, monkey
     fs, opts = s3
     monkeypatch.setenv("MMBATCH_CACHE", str(tmp_path / "cache"))
     fs.put(str(tiny_models("clip")) + "/", "mmbatch-test/models/clip/", recursive=True)
-    from mmbatch.operators.models import resolve_local_path
+    from mmbatch.core.models import resolve_local_path
     from tests.operators.helpers import make_op
 
     local = resolve_local_path("s3://mmbatch-test/models/clip", opts)
@@ -64,3 +64,49 @@ def test_model_from_s3_is_cached_once_per_node(s3, tiny_models, tmp_path, monkey
     assert resolve_local_path("s3://mmbatch-test/models/clip", opts) == local
     op = make_op("embed", model="s3://mmbatch-test/models/clip", storage_options=opts)
     assert op.model.config.model_type == "clip"
+
+
+def _upload(fs, local, key):
+    fs.put(str(local) + ("/" if local.is_dir() else ""), f"mmbatch-test/{key}" + ("/" if local.is_dir() else ""),
+           recursive=local.is_dir())
+    return f"s3://mmbatch-test/{key}"
+
+
+def test_every_model_load_uses_the_steps_storage_options(s3, tiny_models, tmp_path, monkeypatch):
+    """Weights at an object-store URL are fetched with the step's (or metric's) own
+    ``storage_options`` -- here the moto endpoint and its keys, without which s3fs would go to
+    AWS -- for the ctranslate2 transcriber, a ControlNet, the CLIPScore CLIP and the FID weights."""
+    from safetensors.torch import save_file
+
+    from mmbatch.core.metric import build_metric
+    from tests.metrics.metric_helpers import random_fid_inception_state
+    from tests.operators.helpers import make_op
+
+    fs, opts = s3
+    monkeypatch.setenv("MMBATCH_CACHE", str(tmp_path / "cache"))
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+    ct2 = _upload(fs, tiny_models("whisper_ct2"), "opts/whisper_ct2")
+    op = make_op("transcribe", backend="ctranslate2", model=ct2, storage_options=opts)
+    assert op.backend.model.model.is_multilingual in (True, False)
+
+    controlnet = _upload(fs, tiny_models("controlnet"), "opts/controlnet")
+    op = make_op("generate", model=str(tiny_models("stable_diffusion")), controlnet=controlnet,
+                 storage_options=opts, num_inference_steps=1)
+    assert type(op.pipe).__name__ == "StableDiffusionControlNetPipeline"
+
+    clip = _upload(fs, tiny_models("clip"), "opts/clip")
+    metric = build_metric({"metric": "clip_score", "images": "i", "text": "t", "model": clip, "storage_options": opts})
+    metric.setup()
+    assert metric._model.config.model_type == "clip"
+
+    weights = tmp_path / "fid.safetensors"
+    save_file({k: v.contiguous() for k, v in random_fid_inception_state().items()}, str(weights))
+    url = _upload(fs, weights, "opts/fid.safetensors")
+    metric = build_metric({"metric": "fid", "images": "i", "reference_stats": "unused.npz", "weights": url,
+                           "dims": 64, "storage_options": opts})
+    metric.setup()
+    assert metric._model is not None
+    cached = sorted(p.name for p in (tmp_path / "cache" / "models").iterdir() if p.suffix == ".complete")
+    assert len(cached) == 4

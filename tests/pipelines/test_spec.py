@@ -9,6 +9,7 @@ from mmbatch.pipelines.spec import (
     interpolate,
     job_from_dict,
     load_job,
+    source_columns,
 )
 
 
@@ -82,9 +83,22 @@ def test_env_interpolation_and_overrides(tmp_path, monkeypatch):
         apply_override(data, "steps.3.op=x")
 
 
-def test_file_formats_provide_path_and_bytes_columns():
-    job = job_from_dict({
-        "name": "f", "input": {"path": "x/", "format": "images", "id_column": "path"},
-        "steps": [{"op": "decode_image"}], "output": {"path": "o"},
-    })
-    assert job.steps[0].op == "decode_image"
+@pytest.mark.parametrize("fmt, column, op", [
+    ("images", "image", "decode_image"), ("audio", "audio", "decode_audio"), ("video", "video", "decode_video"),
+])
+def test_file_formats_provide_path_and_bytes_columns(fmt, column, op):
+    def job(step_column):
+        return job_from_dict({
+            "name": "f", "input": {"path": "x/", "format": fmt, "id_column": "path"},
+            "steps": [{"op": op, "column": step_column}], "output": {"path": "o"},
+        })
+
+    assert source_columns(job(column)) == ["path", column]
+    available = ", ".join(sorted(["path", column]))
+    with pytest.raises(JobSpecError, match=rf"reads column\(s\) 'bytes'.*\(available: {available}\)"):
+        job("bytes")  # the reader's own column name is not what steps see
+
+
+def test_unknown_input_format_names_the_known_ones():
+    with pytest.raises(JobSpecError, match="unknown format 'tar'; known formats: parquet, images, audio, video"):
+        job_from_dict({"name": "f", "input": {"path": "x/", "format": "tar"}, "steps": [], "output": {"path": "o"}})

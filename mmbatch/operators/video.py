@@ -1,0 +1,178 @@
+"""decode_video: video bytes (or a path/URL) -> sampled RGB frames; classify_video: top-k labels."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from mmbatch.core.files import read_bytes
+from mmbatch.core.requirements import Requirements
+
+from .base import OpConfig, Operator, map_rows, register
+from .labels import Classifier, LabelConfig, label_names
+
+
+class DecodeVideoConfig(OpConfig):
+    column: str = Field("video", description="binary column of encoded videos, or string column of paths/URLs")
+    output: str = Field("frames", description="output column: (N, H, W, 3) uint8 RGB frames (not written)")
+    num_frames: int = Field(16, ge=1, description="frames sampled evenly from the first to the last frame")
+    fps: float | None = Field(None, gt=0, description="instead of num_frames: one frame every 1/fps seconds")
+    max_frames: int = Field(256, ge=1, description="at most this many frames per video with fps sampling")
+    resize: int | None = Field(None, ge=1, description="shorter side to N pixels, keeping the aspect ratio")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for URLs")
+
+
+def _open(data: bytes) -> Any:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(data))
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"not a decodable video ({len(data)} bytes, starts with {data[:8]!r}): {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"no video stream ({len(data)} bytes; truncated or not a video)")
+    return container
+
+
+def read_video(data: bytes | str, cfg: DecodeVideoConfig) -> dict[str, Any]:
+    """Decode with PyAV, streaming: only the sampled frames are converted to RGB and kept.
+
+    Uniform sampling takes frames ``round(linspace(0, total - 1, num_frames))`` (repeating frames
+    of a video shorter than ``num_frames``); the total comes from the stream header or, when the
+    container has none (WebM, MKV), from counting packets. ``fps`` sampling keeps the first frame
+    at or after each multiple of ``1/fps`` seconds from the first frame."""
+    if isinstance(data, str):
+        data = read_bytes(data, cfg.storage_options)
+    if not data:
+        raise ValueError("empty video (0 bytes)")
+    with _open(data) as container:
+        stream = container.streams.video[0]
+        total = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        rate = float(stream.average_rate or stream.guessed_rate or 0)
+        if stream.duration:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = container.duration / 1e6 if container.duration else (total / rate if rate else 0.0)
+    if not total:
+        raise ValueError("the video stream holds no frames")
+    wanted = Counter(np.linspace(0, total - 1, cfg.num_frames).round().astype(int).tolist())
+    size: dict[str, int] = {}
+    kept: list[np.ndarray] = []
+    with _open(data) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        next_t: float | None = None
+        for i, frame in enumerate(container.decode(stream)):
+            if cfg.resize and not size:
+                scale = cfg.resize / min(frame.width, frame.height)
+                size = {"width": max(1, round(frame.width * scale)), "height": max(1, round(frame.height * scale))}
+            if cfg.fps is None:
+                if i in wanted:
+                    kept += [frame.to_ndarray(format="rgb24", **size)] * wanted[i]
+                if i >= max(wanted):
+                    break
+            else:
+                t = float(frame.time) if frame.time is not None else i / (rate or 1.0)
+                next_t = t if next_t is None else next_t
+                if t + 1e-6 >= next_t:
+                    kept.append(frame.to_ndarray(format="rgb24", **size))
+                    next_t += 1.0 / cfg.fps
+                    if len(kept) >= cfg.max_frames:
+                        break
+    if not kept:
+        raise ValueError("no decodable frames")
+    if cfg.fps is None and len(kept) < cfg.num_frames:  # the header promised more frames than decode
+        kept += [kept[-1]] * (cfg.num_frames - len(kept))
+    return {"frames": np.stack(kept), "duration": duration, "fps": rate, "num_frames": total}
+
+
+@register("decode_video")
+class DecodeVideo(Operator[DecodeVideoConfig]):
+    """Decode videos and sample frames.
+
+    Input: ``column`` (bytes, or a path/URL string). Outputs: ``output`` ((N, H, W, 3) uint8
+    RGB frames, transient), ``<column>_duration`` (seconds), ``<column>_fps`` (average frame
+    rate) and ``<column>_num_frames`` (frames in the video). Runs as Ray tasks (1 CPU). A
+    corrupt, truncated, empty or frameless video becomes an error row.
+    """
+
+    stateful = False
+    default_batch_size = 8
+    requires = Requirements(("av",), "video")
+
+    def inputs(self) -> dict[str, str]:
+        return {self.config.column: "encoded video bytes or path/URL"}
+
+    def outputs(self) -> dict[str, str]:
+        c = self.config.column
+        return {
+            self.config.output: "sampled RGB frames, (N, H, W, 3) uint8",
+            f"{c}_duration": "duration in seconds",
+            f"{c}_fps": "average frame rate",
+            f"{c}_num_frames": "number of frames in the video",
+        }
+
+    def transient_outputs(self) -> set[str]:
+        return {self.config.output}
+
+    def output_types(self) -> dict[str, pa.DataType]:
+        c = self.config.column
+        return {f"{c}_duration": pa.float64(), f"{c}_fps": pa.float64(), f"{c}_num_frames": pa.int64()}
+
+    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+        cfg = self.config
+        c = cfg.column
+
+        def one(**row: Any) -> dict[str, Any]:
+            v = read_video(row[c], cfg)
+            return {cfg.output: v["frames"], **{f"{c}_{k}": v[k] for k in ("duration", "fps", "num_frames")}}
+
+        return map_rows({c: batch[c]}, one, list(self.outputs()))
+
+
+class ClassifyVideoConfig(LabelConfig):
+    frames: str = Field("frames", description="frames column from decode_video")
+
+
+@register("classify_video")
+class ClassifyVideo(Classifier[ClassifyVideoConfig]):
+    """Top-k video labels from ``AutoModelForVideoClassification`` (VideoMAE, TimeSformer,
+    ViViT, ...) with its ``AutoImageProcessor``; each row's frames are resampled evenly to the
+    model's ``num_frames``.
+
+    Input: ``frames`` ((N, H, W, 3) uint8, from decode_video). Outputs: ``output`` (string),
+    ``<output>_topk`` (list<string>), ``<output>_scores`` (list<float32>). Resources: 1 actor,
+    1 CPU by default; set ``resources.gpus`` to run on GPUs.
+    """
+
+    default_batch_size = 8
+
+    def inputs(self) -> dict[str, str]:
+        return {self.config.frames: "RGB frames, (N, H, W, 3) uint8"}
+
+    def load(self, path: str) -> None:
+        from transformers import AutoImageProcessor, AutoModelForVideoClassification
+
+        self.model = self.load_model(AutoModelForVideoClassification, path)
+        self.processor = self.load_processor(AutoImageProcessor, path)
+        self.label_names = label_names(self.model.config)
+        self.num_frames = getattr(self.model.config, "num_frames", None)
+
+    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+        import torch
+
+        cfg = self.config
+        videos = batch[cfg.frames]
+        if self.num_frames:
+            videos = [v[np.linspace(0, len(v) - 1, self.num_frames).round().astype(int)] for v in videos]
+        inputs = self.processor([list(v) for v in videos], return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.model_dtype)
+        with torch.inference_mode():
+            probs = self.model(pixel_values=pixel_values).logits.float().softmax(dim=-1)
+        return self.label_columns(probs)

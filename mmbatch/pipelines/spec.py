@@ -1,0 +1,313 @@
+"""The job file: YAML -> validated ``Job``.
+
+``${VAR}`` (and ``${VAR:-default}``) are replaced from the environment; ``key=value``
+overrides (``steps.1.batch_size=8``) are merged before validation. Each step's ``op``
+picks an operator whose own ``Config`` validates the step's remaining keys; the engine
+reserves ``op``, ``resources`` and ``batch_size``. Every error names the file, the step
+and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mmbatch.core.metric import METRICS, MetricConfig, MetricError, build_metric
+from mmbatch.core.requirements import MissingDependency
+from mmbatch.core.resources import Resources
+from mmbatch.operators.base import OPERATORS, AnyOperator, OpConfig, OperatorError
+
+from .formats import FORMATS, InputFormat
+
+RESERVED = ("op", "resources", "batch_size")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class JobSpecError(ValueError):
+    """A job file that cannot run; the message names the file, the place and the cause."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputSpec(_Strict):
+    path: str | list[str] = Field(description="file, folder, glob or list; local or any fsspec URL")
+    format: str = Field("parquet", description=f"{' | '.join(FORMATS)}: Parquet files or a folder of raw files")
+    id_column: str = Field("id", description="unique row id (for files: the path)")
+    columns: list[str] | None = Field(None, description="read only these columns")
+    limit: int | None = Field(None, ge=1, description="process only the first N rows")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in FORMATS:
+            raise ValueError(f"unknown format '{v}'; known formats: {', '.join(FORMATS)}")
+        return v
+
+    @property
+    def file_format(self) -> InputFormat:
+        return FORMATS[self.format]
+
+
+class OutputSpec(_Strict):
+    path: str
+    drop: list[str] = Field(default_factory=list, description="columns not to write")
+    keep_file_bytes: bool = Field(
+        False, description="format images/audio/video: also write the files' bytes column (default: path only)"
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class _JobFile(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    input: InputSpec
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    output: OutputSpec
+    metrics: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    op: str
+    config: OpConfig
+    resources: Resources
+    batch_size: int
+    operator_cls: type[AnyOperator]
+
+    @property
+    def label(self) -> str:
+        return f"steps[{self.index}] {self.op}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Equal for equal steps, in any process (a cache key that survives pickling)."""
+        return f"{self.label}|{self.config.model_dump_json()}|{self.resources.model_dump_json()}|{self.batch_size}"
+
+    def build(self) -> AnyOperator:
+        return self.operator_cls(self.config, self.resources, self.label)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    input: InputSpec
+    steps: list[Step]
+    output: OutputSpec
+    metrics: list[MetricConfig] = field(default_factory=list)
+    source: str = "<job>"
+
+
+# -- loading --------------------------------------------------------------------------
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ) if env is None else env
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise JobSpecError(f"environment variable ${{{name}}} is not set (use ${{{name}:-default}})")
+
+    return _ENV.sub(sub, text)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """``a.b.0.c=value`` -> data["a"]["b"][0]["c"] = yaml-parsed value."""
+    if "=" not in override:
+        raise JobSpecError(f"override '{override}' is not key=value")
+    key, raw = override.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise JobSpecError(f"override '{key}': no list item {part} (there are {len(node)})")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise JobSpecError(f"override '{key}': '{'.'.join(parts[:i])}' is not a mapping or list")
+
+
+def _fmt_pydantic(exc: ValidationError, where: str, valid: list[str] | None = None) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            msg = f"{where}: unknown key '{loc}'"
+            if valid:
+                msg += f"; valid keys: {', '.join(valid)}"
+        elif err["type"] == "missing":
+            msg = f"{where}: missing required key '{loc}'"
+        else:
+            msg = f"{where}: {loc + ': ' if loc else ''}{err['msg']}"
+        lines.append(msg)
+    return "\n".join(lines)
+
+
+def build_step(index: int, raw: dict[str, Any], source: str) -> Step:
+    where = f"{source}: steps[{index}]"
+    if not isinstance(raw, dict) or "op" not in raw:
+        raise JobSpecError(f"{where}: a step needs 'op: <name>'")
+    op = raw["op"]
+    where = f"{where} (op: {op})"
+    try:
+        cls = OPERATORS.get(op)
+    except OperatorError as exc:
+        raise JobSpecError(f"{where}: {exc}") from None
+    keys = {k: v for k, v in raw.items() if k not in RESERVED}
+    valid = [*RESERVED, *cls.Config.model_fields]
+    try:
+        config = cls.Config(**keys)
+    except ValidationError as exc:
+        raise JobSpecError(_fmt_pydantic(exc, where, valid)) from None
+    assert isinstance(config, OpConfig)
+    res_raw = raw.get("resources") or {}
+    try:
+        resources = cls.default_resources.model_copy(update={}) if not res_raw else Resources(
+            **(cls.default_resources.model_dump() | res_raw)
+        )
+    except ValidationError as exc:
+        raise JobSpecError(_fmt_pydantic(exc, f"{where} resources", list(Resources.model_fields))) from None
+    batch_size = raw.get("batch_size", cls.default_batch_size)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise JobSpecError(f"{where}: batch_size must be a positive integer, got {batch_size!r}")
+    step = Step(index, op, config, resources, batch_size, cls)
+    try:
+        step.build().requirements().check(f"operator '{op}'")
+    except (MissingDependency, ValueError) as exc:
+        raise JobSpecError(f"{where}: {exc}") from None
+    return step
+
+
+def metric_config(index: int, raw: dict[str, Any], source: str) -> MetricConfig:
+    """One ``metrics:`` entry validated by its metric's own config (and its requirements)."""
+    where = f"{source}: metrics[{index}]"
+    if not isinstance(raw, dict) or "metric" not in raw:
+        raise JobSpecError(f"{where}: a metric needs 'metric: <name>'")
+    try:
+        cls = METRICS.get(raw["metric"])
+    except MetricError as exc:
+        raise JobSpecError(f"{where}: {exc}") from None
+    where = f"{where} (metric: {raw['metric']})"
+    try:
+        config = cls.Config(**raw)
+    except ValidationError as exc:
+        raise JobSpecError(_fmt_pydantic(exc, where, list(cls.Config.model_fields))) from None
+    assert isinstance(config, MetricConfig)
+    try:
+        cls(config).requirements().check(f"metric '{cls.name}'", MetricError)
+    except MetricError as exc:
+        raise JobSpecError(f"{where}: {exc}") from None
+    return config
+
+
+def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
+    if not isinstance(data, dict):
+        raise JobSpecError(f"{source}: a job file is a mapping with name, input, steps, output")
+    try:
+        jf = _JobFile(**data)
+    except ValidationError as exc:
+        raise JobSpecError(_fmt_pydantic(exc, source, list(_JobFile.model_fields))) from None
+    steps = [build_step(i, raw, source) for i, raw in enumerate(jf.steps)]
+    metrics = [metric_config(i, raw, source) for i, raw in enumerate(jf.metrics)]
+    job = Job(jf.name, jf.input, steps, jf.output, metrics, source)
+    check_columns(job, source_columns(job))
+    return job
+
+
+def shipped_jobs() -> dict[str, Path]:
+    """The job files that come with mmbatch (the repository's ``jobs/``), by name: package
+    data of an install, or the ``jobs/`` beside the package in a checkout on PYTHONPATH."""
+    from importlib.resources import files
+
+    try:
+        folder = Path(str(files("mmbatch.jobs")))
+    except ModuleNotFoundError:
+        import mmbatch
+
+        folder = Path(mmbatch.__file__).resolve().parents[1] / "jobs"
+    return {f.stem: f for f in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_job_path(path: str | Path) -> Path:
+    """``path`` if it exists, else the shipped job of that name (``quickstart``,
+    ``jobs/vqa.yaml``, ...), so the shipped jobs run from any directory."""
+    path = Path(path)
+    if path.exists():
+        return path
+    shipped = shipped_jobs()
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if name in shipped and (len(path.parts) == 1 or path.parent.name == "jobs"):
+        return shipped[name]
+    raise JobSpecError(f"{path}: no such job file (shipped jobs: {', '.join(sorted(shipped)) or 'none'})")
+
+
+def load_job(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Job:
+    path = resolve_job_path(path)
+    try:
+        data = yaml.safe_load(interpolate(path.read_text()))
+    except yaml.YAMLError as exc:
+        raise JobSpecError(f"{path}: invalid YAML: {exc}") from None
+    for override in overrides:
+        apply_override(data, override)
+    return job_from_dict(data, str(path))
+
+
+# -- column chaining -------------------------------------------------------------------
+def source_columns(job: Job) -> list[str] | None:
+    """Columns the source provides, or None when they can't be known without reading."""
+    inp = job.input
+    if inp.file_format.columns is not None:
+        return inp.file_format.columns
+    if inp.columns:
+        return list(inp.columns)
+    return None
+
+
+def check_columns(job: Job, available: list[str] | None) -> None:
+    """Every column a step reads is in the source or produced upstream; the id exists."""
+    where = job.source
+    if available is not None and job.input.id_column not in available:
+        raise JobSpecError(
+            f"{where}: input.id_column '{job.input.id_column}' is not a source column "
+            f"(source columns: {', '.join(available)})"
+        )
+    have = set(available) if available is not None else None
+    for step in job.steps:
+        op = step.build()
+        if have is not None:
+            missing = [c for c in op.inputs() if c not in have]
+            if missing:
+                raise JobSpecError(
+                    f"{where}: steps[{step.index}] (op: {step.op}) reads column(s) "
+                    f"{', '.join(repr(m) for m in missing)}, which neither the source nor an "
+                    f"earlier step provides (available: {', '.join(sorted(have))})"
+                )
+            have |= set(op.outputs())
+    if have is not None:
+        for i, metric in enumerate(job.metrics):
+            missing = [c for c in build_metric(metric).input_columns() if c not in have]
+            if missing:
+                raise JobSpecError(
+                    f"{where}: metrics[{i}] ({metric.metric}) reads column(s) "
+                    f"{', '.join(repr(m) for m in missing)} that no step or source provides"
+                )

@@ -1,0 +1,60 @@
+"""The run summary: counts, wall time, per-step rates and metrics; written as
+``summary.json`` and printed at the end of ``mmbatch run``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import io
+
+
+@dataclass
+class RunSummary:
+    job: str
+    output: str
+    input_rows: int
+    rows: int
+    errors: int
+    skipped: int
+    wall_seconds: float
+    steps: dict[str, dict[str, float]] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.input_rows / self.wall_seconds if self.wall_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["rows_per_second"] = self.rows_per_second
+        return d
+
+    def render(self) -> str:
+        if not self.steps and self.metrics:  # a metrics-only (benchmark) run
+            n = max(m["count"] + m.get("errors_excluded", 0) for m in self.metrics)
+            lines = [f"job {self.job}: metrics over {n} input rows", f"wall time {self.wall_seconds:.1f} s"]
+            lines += [self._metric_line(m) for m in self.metrics]
+            lines.append(f"outputs: {self.output}/{io.METRICS}/, {self.output}/{io.SUMMARY}")
+            return "\n".join(lines)
+        lines = [
+            f"job {self.job}: {self.input_rows} input rows -> {self.rows} rows + {self.errors} error rows"
+            + (f" ({self.skipped} already done, skipped)" if self.skipped else ""),
+            f"wall time {self.wall_seconds:.1f} s, {self.rows_per_second:.2f} rows/s",
+        ]
+        for label, s in self.steps.items():
+            busy = s.get("seconds", 0.0)
+            rate = s["rows"] / busy if busy else 0.0
+            lines.append(
+                f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} error rows, "
+                f"{rate:.2f} rows/s per worker-second"
+            )
+        lines += [self._metric_line(m) for m in self.metrics]
+        metrics = f"{self.output}/{io.METRICS}/, " if self.metrics else ""
+        lines.append(f"outputs: {self.output}/rows/, {self.output}/errors/, {metrics}{self.output}/{io.SUMMARY}")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _metric_line(m: dict[str, Any]) -> str:
+        excluded = f", {m['errors_excluded']} error rows excluded" if m.get("errors_excluded") else ""
+        return f"  metric {m['metric']}: {m['value']!r} over {m['count']} rows{excluded}"

@@ -1,1 +1,0 @@
-"""Tests of mmbatch.pipelines.metrics."""
