@@ -1,180 +1,225 @@
-"""Image-embedding throughput: the mmbatch job against a plain loop and the bare forward pass.
+"""Image embedding: the mmbatch job against its peers, in one run.
 
-CLIP ViT-B/32 architecture with random weights (the same compute as the real model),
-N JPEGs of 640x480 in Parquet shards. Prints, from one run:
+CLIP ViT-B/32 architecture with random weights (the compute of the real model), N
+photo-like 640x480 JPEGs in Parquet shards. Each contender runs in a fresh process (Ray
+start included where it uses Ray) and reports images/s over the whole corpus:
 
 * forward  - ``get_image_features`` alone on ready pixel tensors (the ceiling);
-* loop     - a plain single-process transformers loop: decode -> processor -> model, batch 32;
-* job      - the mmbatch job (decode_image -> embed) on a local Ray: end-to-end wall time
-             (Ray start, actor start, read, write included) and steady state (rows per
-             second of the embed actor while busy);
+* chain    - one Python process: ``torchvision.io.decode_jpeg(device=...)`` + the processor
+             on the device + the model (on CUDA: nvJPEG; the GPU-decode ceiling);
+* raydata  - the Ray Data script a user writes from Ray's batch-inference docs: CPU tasks
+             decode and preprocess to numpy, one actor runs the model, write_parquet;
+* loop     - a plain single-process transformers loop: PIL decode -> processor -> model;
+* job      - mmbatch ``decode_image -> embed``: decode and the processor in CPU tasks, the
+             model in an actor; wall and steady state (the embed actor's rows per busy second);
+* job-gpu-decode - mmbatch ``embed`` with ``decode_on_device``: JPEG bytes to the actor,
+             decoded and preprocessed on its device.
 
-and the ratios to the forward pass, plus peak RSS. Figures only; nothing is asserted.
+Prints each figure, the ratios to the forward pass, the chain and the Ray Data script,
+and each contender's peak PSS (whole process tree). Figures only; nothing is asserted.
 
-    python benchmarks/embed.py --n 2000
+    python benchmarks/embed.py --n 2000                       # this machine's CPU
+    python benchmarks/embed.py --device cuda --dtype float16 --n 12000 --batch-size 256
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
-import resource
 import statistics
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+from common import build_clip_b32, emit, machine, measure, photo_corpus, ray_init, run_contender  # noqa: E402
+
+CONTENDERS = ("forward", "chain", "raydata", "loop", "job", "job-gpu-decode")
 
 
-def build_clip_b32(path: Path) -> Path:
+def _torch_dtype(name: str) -> Any:
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from mmbatch.testing.tokenizers import clip_tokenizer
-
-    torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig())  # defaults: ViT-B/32 vision tower, 224x224
-    model.save_pretrained(path)
-    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=clip_tokenizer()).save_pretrained(path)
-    return path
+    return getattr(torch, name)
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _model(args: argparse.Namespace) -> Any:
+    import torch
+    from transformers import CLIPModel
+
+    torch.set_num_threads(args.threads)
+    return CLIPModel.from_pretrained(args.model, dtype=_torch_dtype(args.dtype)).to(args.device).eval()
 
 
-class TreeMemory:
-    """Peak summed RSS of this process and all its descendants (Ray's raylet and workers
-    included), sampled every ``interval`` seconds while the ``with`` block runs."""
+def _blobs(data: Path) -> list[bytes]:
+    import pyarrow.parquet as pq
 
-    def __init__(self, interval: float = 0.5) -> None:
-        self.interval, self.peak = interval, 0.0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        import psutil
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for p in [me, *me.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total / 2**20)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    return [b for f in sorted(data.glob("*.parquet")) for b in pq.read_table(f, columns=["image"]).column("image").to_pylist()]
 
 
-def bench_forward(model_dir: Path, images: list, batch: int, threads: int, batches: int) -> float:
+def forward(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
-    from transformers import CLIPModel, CLIPProcessor
+    from transformers import CLIPProcessor
 
-    torch.set_num_threads(threads)
-    model = CLIPModel.from_pretrained(model_dir).eval()
-    proc = CLIPProcessor.from_pretrained(model_dir)
-    pixel_values = proc(images=[np.asarray(i) for i in images[:batch]], return_tensors="pt")["pixel_values"]
+    model = _model(args)
+    proc = CLIPProcessor.from_pretrained(args.model)
+    from mmbatch.testing.images import synthetic_image
+
+    images = [np.asarray(synthetic_image(i, (640, 480))) for i in range(args.batch_size)]
+    pixels = proc(images=images, return_tensors="pt")["pixel_values"].to(args.device, _torch_dtype(args.dtype))
+    rates = []
     with torch.inference_mode():
-        model.get_image_features(pixel_values=pixel_values)  # warm-up
-        t = time.perf_counter()
-        for _ in range(batches):
-            model.get_image_features(pixel_values=pixel_values)
-        return batches * batch / (time.perf_counter() - t)
+        model.get_image_features(pixel_values=pixels)  # warm-up
+        for _ in range(3):
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(args.forward_batches):
+                model.get_image_features(pixel_values=pixels)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            rates.append(args.forward_batches * args.batch_size / (time.perf_counter() - t))
+    return {"img_s": statistics.median(rates), "note": f"median of 3 x {args.forward_batches} batches"}
 
 
-def bench_loop(model_dir: Path, data: Path, batch: int, threads: int) -> tuple[float, int]:
-    import pyarrow.parquet as pq
+def chain(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from transformers import CLIPProcessor
+
+    from mmbatch.operators.pixels import decode_batch, device_pixel_values
+
+    model = _model(args)
+    proc = CLIPProcessor.from_pretrained(args.model).image_processor
+    blobs = _blobs(args.data)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(blobs), args.batch_size):
+            images, errors = decode_batch(blobs[i : i + args.batch_size], args.device, 2**31)
+            pixels = device_pixel_values(proc, images, args.device).to(_torch_dtype(args.dtype))
+            model.get_image_features(pixel_values=pixels).pooler_output.float().cpu()
+    return {"img_s": len(blobs) / (time.perf_counter() - t), "images": len(blobs)}
+
+
+def loop(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from PIL import Image
+    from transformers import CLIPProcessor
+
+    model = _model(args)
+    proc = CLIPProcessor.from_pretrained(args.model)
+    blobs = _blobs(args.data)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(blobs), args.batch_size):
+            imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs[i : i + args.batch_size]]
+            pixels = proc(images=imgs, return_tensors="pt")["pixel_values"].to(args.device, _torch_dtype(args.dtype))
+            model.get_image_features(pixel_values=pixels).pooler_output.float().cpu()
+    return {"img_s": len(blobs) / (time.perf_counter() - t), "images": len(blobs)}
+
+
+def raydata(args: argparse.Namespace) -> dict[str, Any]:
+    """The script from Ray Data's batch-inference docs, for this model."""
+    import numpy as np
+    import ray.data
     import torch
     from PIL import Image
     from transformers import CLIPModel, CLIPProcessor
 
-    torch.set_num_threads(threads)
-    model = CLIPModel.from_pretrained(model_dir).eval()
-    proc = CLIPProcessor.from_pretrained(model_dir)
-    n = 0
-    t = time.perf_counter()
-    for shard in sorted(data.glob("*.parquet")):
-        blobs = pq.read_table(shard, columns=["image"]).column("image").to_pylist()
-        for i in range(0, len(blobs), batch):
-            imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs[i : i + batch]]
+    model_dir, device, dtype, threads = str(args.model), args.device, args.dtype, args.threads
+    np_dtype = np.float16 if dtype == "float16" else np.float32
+
+    def preprocess(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        proc = CLIPProcessor.from_pretrained(model_dir)
+        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in batch["image"]]
+        pixels = proc(images=images, return_tensors="np")["pixel_values"].astype(np_dtype)
+        return {"id": batch["id"], "pixel_values": pixels}
+
+    class Embedder:
+        def __init__(self) -> None:
+            torch.set_num_threads(threads)
+            self.model = CLIPModel.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device).eval()
+
+        def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             with torch.inference_mode():
-                model.get_image_features(**proc(images=imgs, return_tensors="pt"))
-            n += len(imgs)
-    return n / (time.perf_counter() - t), n
+                out = self.model.get_image_features(pixel_values=torch.as_tensor(batch["pixel_values"], device=device))
+            return {"id": batch["id"], "embedding": out.pooler_output.float().cpu().numpy()}
+
+    t = time.perf_counter()
+    ray_init()
+    ds = ray.data.read_parquet(str(args.data)).map_batches(preprocess, batch_size=args.batch_size)
+    ds = ds.map_batches(Embedder, concurrency=1, num_gpus=1 if device == "cuda" else 0, batch_size=args.batch_size)
+    ds.write_parquet(str(args.out / "raydata"))
+    return {"img_s": args.n / (time.perf_counter() - t)}
 
 
-def bench_job(model_dir: Path, data: Path, out: Path, batch: int, threads: int) -> tuple[float, float, int]:
+def job(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]:
     from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import job_from_dict
 
-    job = job_from_dict({
-        "name": "bench-embed",
-        "input": {"path": str(data), "id_column": "id"},
-        "steps": [
-            {"op": "decode_image", "resize": 224, "batch_size": batch},
-            {"op": "embed", "model": str(model_dir), "batch_size": batch, "threads": threads,
-             "resources": {"cpus": 1}},
-        ],
-        "output": {"path": str(out)},
-    })
+    gpu = args.device == "cuda"
+    embed = {"op": "embed", "model": str(args.model), "batch_size": args.batch_size, "dtype": args.dtype,
+             "threads": args.threads, "resources": {"cpus": 1, "gpus": 1 if gpu else 0}}
+    steps = [embed | {"image": "image", "decode_on_device": True}] if device_decode else [
+        {"op": "decode_image", "batch_size": args.batch_size}, embed]
+    spec = job_from_dict({"name": "bench-embed", "input": {"path": str(args.data), "id_column": "id"},
+                          "steps": steps, "output": {"path": str(args.out / ("job-gd" if device_decode else "job"))}})
     t = time.perf_counter()
-    summary = run_job(job, overwrite=True)
+    summary = run_job(spec, overwrite=True)
     wall = time.perf_counter() - t
-    s = summary.steps["steps[1] embed"]
-    return summary.input_rows / wall, s["rows"] / s["seconds"], summary.rows
+    s = summary.steps[f"steps[{len(steps) - 1}] embed"]
+    return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / s["seconds"], "rows": summary.rows}
+
+
+def run_one(args: argparse.Namespace) -> None:
+    fn = {"forward": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
+          "job-gpu-decode": lambda a: job(a, device_decode=True)}[args.contender]
+    emit(measure(lambda: fn(args)))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="number of 640x480 JPEGs")
-    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
-    ap.add_argument("--forward-batches", type=int, default=5, help="timed batches per forward-pass repeat")
-    ap.add_argument("--repeats", type=int, default=3, help="forward-pass repeats (median reported)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the model (CPU)")
+    ap.add_argument("--forward-batches", type=int, default=5)
+    ap.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders to run")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.contender:
+        return run_one(args)
 
-    from mmbatch.testing.images import synthetic_image, write_image_parquet
-
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-"))
-    model_dir = build_clip_b32(work / "clip-vit-b32-random")
-    data = work / "data"
-    t = time.perf_counter()
-    write_image_parquet(data, args.n, size=(640, 480), shards=args.shards)
-    print(f"data: {args.n} JPEGs 640x480 in {args.shards} shards ({time.perf_counter() - t:.0f} s to make)")
-    print(f"model: CLIP ViT-B/32 (random weights), batch {args.batch_size}, {args.threads} torch threads, "
-          f"{os.cpu_count()} cores")
-
-    images = [synthetic_image(i, (640, 480)) for i in range(args.batch_size)]
-    forward = [bench_forward(model_dir, images, args.batch_size, args.threads, args.forward_batches)
-               for _ in range(args.repeats)]
-    fwd = statistics.median(forward)
-    print(f"forward pass alone : {fwd:7.2f} img/s  (median of {args.repeats}: "
-          + ", ".join(f"{f:.2f}" for f in forward) + ")")
-    with TreeMemory() as loop_mem:
-        loop, n = bench_loop(model_dir, data, args.batch_size, args.threads)
-    print(f"plain loop         : {loop:7.2f} img/s  ({n} images)   ratio to forward {loop / fwd:.3f}")
-    with TreeMemory() as job_mem:
-        job_wall, job_steady, rows = bench_job(model_dir, data, work / "out", args.batch_size, args.threads)
-    print(f"mmbatch job (wall) : {job_wall:7.2f} img/s  ({rows} rows; Ray + actor start included) "
-          f"ratio to forward {job_wall / fwd:.3f}")
-    print(f"mmbatch job (embed actor, steady): {job_steady:7.2f} img/s   ratio to forward {job_steady / fwd:.3f}")
-    print(f"peak RSS: plain loop {loop_mem.peak:.0f} MiB; mmbatch job {job_mem.peak:.0f} MiB "
-          f"(driver + Ray processes); this process alone {peak_rss_mib():.0f} MiB")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-embed-"))
+    model = build_clip_b32(work / "clip-vit-b32-random")
+    data = photo_corpus(work / f"jpegs-{args.n}", args.n)
+    common = ["--n", str(args.n), "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
+              "--threads", str(args.threads), "--forward-batches", str(args.forward_batches),
+              "--model", str(model), "--data", str(data), "--out", str(work / "out")]
+    print(f"machine: {machine()}")
+    print(f"model: CLIP ViT-B/32 (random weights), {args.dtype} on {args.device}, batch {args.batch_size}; "
+          f"data: {args.n} photo-like 640x480 JPEGs")
+    got: dict[str, dict[str, Any]] = {}
+    for name in args.only.split(","):
+        got[name] = run_contender(__file__, name, common)
+        f = got[name]
+        steady = f" (steady {f['steady_img_s']:.1f} img/s)" if "steady_img_s" in f else ""
+        print(f"{name:15s} {f['img_s']:9.1f} img/s{steady}   peak PSS {f['peak_pss_mib']:7.0f} MiB", flush=True)
+    for base in ("forward", "chain", "raydata"):
+        if base not in got:
+            continue
+        b = got[base]["img_s"]
+        ratios = ", ".join(f"{k} {v['img_s'] / b:.3f}" for k, v in got.items() if k != base)
+        print(f"ratio to {base}: {ratios}")
+    if "job" in got and "forward" in got:
+        print(f"job steady state / forward: {got['job']['steady_img_s'] / got['forward']['img_s']:.3f}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ by the registry) and ``mmbatch.operators`` (the ``score`` step reaches metrics t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from .columns import Column
 from .configured import Configured
 from .registry import Registry
 from .requirements import Requirements
@@ -184,7 +185,7 @@ def compute_local(metric: AnyMetric, batches: list[dict[str, list[Any]]], *, rea
     return metric.finalize(merged, broadcast)
 
 
-def row_scores(metric: AnyMetric, columns: dict[str, list[Any]]) -> list[float | None]:
+def row_scores(metric: AnyMetric, columns: Mapping[str, Column]) -> list[float | None]:
     """Each row's score under a row-local ``metric`` that was built with ``per_row`` and set
     up; a row with a null in any of the metric's columns gets None (not an error)."""
     names = metric.input_columns()

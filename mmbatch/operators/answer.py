@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from mmbatch.core.columns import Column
+
 from .base import register
 from .generation import GenerationConfig
 from .image import DecodeImageConfig, read_image
@@ -98,7 +100,7 @@ class Answer(ModelOperator[AnswerConfig]):
         self.chat = getattr(self.processor, "chat_template", None) is not None
         self.by_length = self.model.config.model_type == "blip"
 
-    def question(self, batch: dict[str, list[Any]], i: int) -> str:
+    def question(self, batch: dict[str, Column], i: int) -> str:
         cfg = self.config
         if cfg.question is None:
             text = str(batch[cfg.question_column][i])
@@ -109,9 +111,11 @@ class Answer(ModelOperator[AnswerConfig]):
         return text
 
     def generate(self, images: list[list[Any]], prompts: list[str]) -> list[str]:
-        return generate_texts(self, text=prompts, padding=True, images=images if self.chat else [im[0] for im in images])
+        return generate_texts(
+            self, len(prompts), text=prompts, padding=True, images=images if self.chat else [im[0] for im in images]
+        )
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
         n = len(batch[cfg.image])
         errors: list[str | None] = [None] * n

@@ -94,16 +94,18 @@ class WhisperBackend:
         """Clips up to 30 s: 30 s log-mel windows, one ``generate``. Longer: as the Whisper
         docs prescribe for sequential long-form decoding -- full-length features (no
         truncation, padded to the longest clip) with their attention mask, and timestamps
-        on (the decoder seeks from window to window by its predicted timestamps)."""
-        import torch
+        on (the decoder seeks from window to window by its predicted timestamps). In the
+        largest sub-batches that fit the device."""
+        return self.op.fitted(len(waves), lambda start, stop: self.generate(waves[start:stop]))
 
+    def generate(self, waves: list[np.ndarray]) -> list[Result]:
         long = max(len(w) for w in waves) > self.window
         fe_kwargs: dict[str, Any] = {"truncation": False, "padding": "longest"} if long else {}
         inputs = self.processor.feature_extractor(
             waves, sampling_rate=self.cfg.sample_rate, return_tensors="pt", return_attention_mask=True, **fe_kwargs
         )
         kwargs = self.kwargs | generate_kwargs(self.cfg) | ({"return_timestamps": True} if long else {})
-        with torch.inference_mode():
+        with self.op.on_device():
             out = self.model.generate(
                 input_features=inputs["input_features"].to(self.op.device, self.op.model_dtype),
                 attention_mask=inputs["attention_mask"].to(self.op.device),

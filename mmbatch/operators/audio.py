@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.files import open_url
 from mmbatch.core.requirements import Requirements
 
@@ -126,10 +127,13 @@ class DecodeAudio(Operator[DecodeAudioConfig]):
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
 
+    def media_inputs(self) -> set[str]:
+        return {self.config.column}
+
     def output_types(self) -> dict[str, pa.DataType]:
         return {"duration": pa.float64(), "orig_sample_rate": pa.int64()}
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
 
         def one(**row: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from mmbatch.core.columns import Column
 from mmbatch.core.requirements import Requirements
 
 from .base import OpConfig, Operator, map_rows, register
@@ -55,7 +56,7 @@ class Canny(Operator[CannyConfig]):
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
 
         def one(**row: Any) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
+from mmbatch.core.columns import Column
+
 from .base import register
 from .generation import GenerationConfig
 from .image_text import chat_prompt, generate_texts, load_image_text_model
@@ -42,9 +44,9 @@ class Caption(ModelOperator[CaptionConfig]):
         self.model, self.processor = load_image_text_model(self, path)
         self.prompt = chat_prompt(self.processor, self.config.prompt)
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
-        images = batch[self.config.image]
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
+        images = list(batch[self.config.image])
         kwargs: dict[str, Any] = {"images": images}
         if self.prompt is not None:
             kwargs |= {"text": [self.prompt] * len(images), "padding": True}
-        return {self.config.output: generate_texts(self, **kwargs)}
+        return {self.config.output: generate_texts(self, len(images), **kwargs)}

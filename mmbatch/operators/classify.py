@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.models import pooled
 
 from .base import register
 from .labels import Classifier, LabelConfig, label_names
+from .pixels import pixel_values
 
 
 class ClassifyConfig(LabelConfig):
@@ -28,8 +30,9 @@ class Classify(Classifier[ClassifyConfig]):
     Without ``labels``: ``AutoModelForImageClassification`` (ViT, ConvNeXt, ...) and its
     softmax over ``id2label``. With ``labels``: zero-shot with a CLIP-style ``AutoModel``
     (softmax of ``logit_scale * cos(image, template.format(label))``); the label texts are
-    embedded once per worker. Input: ``image`` (pixels). Outputs: ``output`` (string),
-    ``<output>_topk`` (list<string>), ``<output>_scores`` (list<float32>).
+    embedded once per worker. The image processor runs in a prepare stage of CPU tasks.
+    Input: ``image`` (pixels). Outputs: ``output`` (string), ``<output>_topk``
+    (list<string>), ``<output>_scores`` (list<float32>).
     """
 
     default_batch_size = 32
@@ -37,19 +40,22 @@ class Classify(Classifier[ClassifyConfig]):
     def inputs(self) -> dict[str, str]:
         return {self.config.image: "RGB pixels"}
 
+    def prepared(self) -> dict[str, str]:
+        return {self.column("pixel_values"): "the processor's pixel_values, (3, H, W) per row"}
+
+    def load_processors(self, path: str) -> None:
+        from transformers import AutoImageProcessor, AutoProcessor
+
+        self.processor = self.load_processor(AutoProcessor if self.config.labels else AutoImageProcessor, path)
+
     def load(self, path: str) -> None:
         import torch
-        from transformers import (
-            AutoImageProcessor,
-            AutoModel,
-            AutoModelForImageClassification,
-            AutoProcessor,
-        )
+        from transformers import AutoModel, AutoModelForImageClassification
 
         cfg = self.config
+        self.load_processors(path)
         if cfg.labels:
             self.model = self.load_model(AutoModel, path)
-            self.processor = self.load_processor(AutoProcessor, path)
             prompts = [cfg.template.format(label) for label in cfg.labels]
             text = self.processor(text=prompts, padding=True, return_tensors="pt")
             with torch.inference_mode():
@@ -58,24 +64,25 @@ class Classify(Classifier[ClassifyConfig]):
             self.label_names = list(cfg.labels)
         else:
             self.model = self.load_model(AutoModelForImageClassification, path)
-            self.processor = self.load_processor(AutoImageProcessor, path)
             self.label_names = label_names(self.model.config)
 
-    def probabilities(self, images: list[np.ndarray]) -> Any:
+    def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
+        return {self.column("pixel_values"): pixel_values(self.processor, batch[self.config.image], self.transfer_dtype)}
+
+    def probabilities(self, pixels: np.ndarray) -> Any:
         import torch
 
-        cfg = self.config
-        inputs = self.processor(images=images, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.model_dtype)
-        with torch.inference_mode():
-            if cfg.labels:
-                img = pooled(self.model.get_image_features(pixel_values=pixel_values))
+        with self.on_device():
+            values = self.tensor(pixels, self.model_dtype)
+            if self.config.labels:
+                img = pooled(self.model.get_image_features(pixel_values=values))
                 img = torch.nn.functional.normalize(img.float(), dim=-1)
                 logits = self.model.logit_scale.exp().float() * img @ self.text_embeds.T
             else:
-                logits = self.model(pixel_values=pixel_values).logits.float()
-        return logits.softmax(dim=-1).cpu()
+                logits = self.model(pixel_values=values).logits.float()
+            return logits.softmax(dim=-1).cpu()
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
-        cfg = self.config
-        return self.label_columns(self.probabilities(batch[cfg.image]))
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
+        pixels = batch[self.column("pixel_values")]
+        assert isinstance(pixels, np.ndarray)
+        return self.label_columns(self.probabilities(pixels))

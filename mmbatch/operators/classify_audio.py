@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.requirements import Requirements
 
 from .base import register
@@ -55,7 +56,7 @@ class ClassifyAudio(Classifier[ClassifyAudioConfig]):
         with torch.inference_mode():
             return self.model(**inputs).logits.float().softmax(dim=-1).cpu()
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         import torch
 
         cfg = self.config

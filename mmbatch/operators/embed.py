@@ -7,13 +7,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from mmbatch.core.columns import Column
 from mmbatch.core.models import pooled
 
 from .base import register
 from .model import ModelConfig, ModelOperator
+from .pixels import DeviceDecodeKeys, decode_batch, device_pixel_values, pixel_values
 
 
-class EmbedConfig(ModelConfig):
+class EmbedConfig(ModelConfig, DeviceDecodeKeys):
     image: str | None = Field("pixels", description="pixel column from decode_image; null to skip images")
     text: str | None = Field(None, description="string column to embed as text")
     image_output: str = "image_embedding"
@@ -42,8 +44,9 @@ class Embed(ModelOperator[EmbedConfig]):
     ``get_text_features`` (CLIP, SigLIP, ...), loaded with ``AutoModel``/``AutoProcessor``.
 
     Inputs: ``image`` (pixels) and/or ``text``. Outputs: ``image_output`` /
-    ``text_output`` as list<float32>. Resources: 1 actor, 1 CPU by default; set
-    ``resources.gpus`` to run on GPUs.
+    ``text_output`` as ``fixed_size_list<float32>[d]``. The processor (resize, crop,
+    normalise, tokenise) runs in a prepare stage of CPU tasks; the workers only run the
+    model. Resources: 1 actor, 1 CPU by default; set ``resources.gpus`` to run on GPUs.
     """
 
     default_batch_size = 32
@@ -52,7 +55,7 @@ class Embed(ModelOperator[EmbedConfig]):
         cfg = self.config
         cols = {}
         if cfg.image:
-            cols[cfg.image] = "RGB pixels"
+            cols[cfg.image] = "encoded image bytes" if cfg.decode_on_device else "RGB pixels"
         if cfg.text:
             cols[cfg.text] = "text"
         return cols
@@ -61,38 +64,75 @@ class Embed(ModelOperator[EmbedConfig]):
         cfg = self.config
         cols = {}
         if cfg.image:
-            cols[cfg.image_output] = "image embedding, list<float32>"
+            cols[cfg.image_output] = "image embedding, fixed_size_list<float32>[d]"
         if cfg.text:
-            cols[cfg.text_output] = "text embedding, list<float32>"
+            cols[cfg.text_output] = "text embedding, fixed_size_list<float32>[d]"
         return cols
 
-    def load(self, path: str) -> None:
-        from transformers import AutoModel, AutoProcessor
+    def media_inputs(self) -> set[str]:
+        return {self.config.image} if self.config.image and self.config.decode_on_device else set()
 
-        self.model = self.load_model(AutoModel, path)
+    def prepared_from(self) -> set[str]:
+        return {c for c in self.inputs() if not (c == self.config.image and self.config.decode_on_device)}
+
+    def prepared(self) -> dict[str, str]:
+        cfg, cols = self.config, {}
+        if cfg.image and not cfg.decode_on_device:
+            cols[self.column("pixel_values")] = "the processor's pixel_values, (3, H, W) per row"
+        if cfg.text:
+            cols[self.column("input_ids")] = "token ids (truncated, not padded)"
+        return cols
+
+    def load_processors(self, path: str) -> None:
+        from transformers import AutoProcessor
+
         self.processor = self.load_processor(AutoProcessor, path)
 
-    def embed_images(self, images: list[np.ndarray]) -> Any:
-        import torch
+    def load(self, path: str) -> None:
+        from transformers import AutoModel
 
-        inputs = self.processor(images=images, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.model_dtype)
-        with torch.inference_mode():
-            return pooled(self.model.get_image_features(pixel_values=pixel_values))
+        self.model = self.load_model(AutoModel, path)
+        self.load_processors(path)
 
-    def embed_texts(self, texts: list[str]) -> Any:
-        import torch
+    def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
+        cfg, out = self.config, dict[str, Any]()
+        if cfg.image and not cfg.decode_on_device:
+            out[self.column("pixel_values")] = pixel_values(self.processor, batch[cfg.image], self.transfer_dtype)
+        if cfg.text:
+            ids = self.processor.tokenizer(list(batch[cfg.text]), truncation=True)["input_ids"]
+            out[self.column("input_ids")] = [np.asarray(i, dtype=np.int64) for i in ids]
+        return out
 
-        inputs = self.processor(text=texts, padding=True, truncation=True, return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        with torch.inference_mode():
-            return pooled(self.model.get_text_features(**inputs))
-
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
         out: dict[str, Any] = {}
-        if cfg.image:
-            out[cfg.image_output] = to_numpy(self.embed_images(batch[cfg.image]), cfg.normalize)
+        if cfg.image and cfg.decode_on_device:
+            out[cfg.image_output], out["error"] = self.embed_encoded(batch[cfg.image])
+        elif cfg.image:
+            pixels = batch[self.column("pixel_values")]
+            assert isinstance(pixels, np.ndarray)
+            with self.on_device():
+                features = self.model.get_image_features(pixel_values=self.tensor(pixels, self.model_dtype))
+                out[cfg.image_output] = to_numpy(pooled(features), cfg.normalize)
         if cfg.text:
-            out[cfg.text_output] = to_numpy(self.embed_texts(batch[cfg.text]), cfg.normalize)
+            ids = [np.asarray(i).tolist() for i in batch[self.column("input_ids")]]
+            padded = self.processor.tokenizer.pad({"input_ids": ids}, return_tensors="np")
+            with self.on_device():
+                features = self.model.get_text_features(**{k: self.tensor(v) for k, v in padded.items()})
+                out[cfg.text_output] = to_numpy(pooled(features), cfg.normalize)
         return out
+
+    def embed_encoded(self, encoded: Column) -> tuple[np.ndarray, list[str | None]]:
+        """Embeddings of encoded images decoded and preprocessed on this worker's device;
+        rows that cannot be decoded get an error and a zero row (masked as null)."""
+        images, errors = decode_batch(encoded, self.device, self.config.max_pixels)
+        good = [i for i, e in enumerate(errors) if e is None]
+        if not good:
+            return np.zeros((len(errors), 0), np.float32), errors
+        with self.on_device():
+            pixels = device_pixel_values(self.processor.image_processor, [images[i] for i in good], self.device)
+            features = self.model.get_image_features(pixel_values=pixels.to(self.model_dtype))
+            emb = to_numpy(pooled(features), self.config.normalize)
+        out = np.zeros((len(errors), emb.shape[1]), np.float32)
+        out[good] = emb
+        return out, errors

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.models import torch_dtype
 from mmbatch.core.requirements import Requirements
 
@@ -137,7 +138,7 @@ class Generate(ModelOperator[GenerateConfig]):
             self.pipe.vae.enable_tiling()
         self.pipe.set_progress_bar_config(disable=True)
 
-    def seeds(self, batch: dict[str, list[Any]]) -> list[int | None]:
+    def seeds(self, batch: dict[str, Column]) -> list[int | None]:
         cfg = self.config
         n = len(batch[cfg.prompt])
         given = batch.get(cfg.seed, [None] * n)
@@ -147,7 +148,7 @@ class Generate(ModelOperator[GenerateConfig]):
             for s, i in zip(given, ids, strict=True)
         ]
 
-    def run(self, batch: dict[str, list[Any]], rows: list[int], seeds: list[int]) -> Any:
+    def run(self, batch: dict[str, Column], rows: list[int], seeds: list[int]) -> Any:
         import torch
         from PIL import Image
 
@@ -182,7 +183,7 @@ class Generate(ModelOperator[GenerateConfig]):
                 f"or give the step more memory ({type(exc).__name__}: {str(exc)[:200]})"
             ) from None
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
         o = cfg.output
         seeds = self.seeds(batch)

@@ -11,6 +11,7 @@ from .model import ModelConfig
 
 class GenerationConfig(ModelConfig):
     max_new_tokens: int | None = Field(30, ge=1, description="None: the model's own limit")
+    min_new_tokens: int | None = Field(None, ge=1, description="generate at least this many tokens")
     num_beams: int = Field(1, ge=1)
     do_sample: bool = False
     temperature: float | None = Field(None, gt=0)
@@ -25,7 +26,7 @@ def generate_kwargs(cfg: GenerationConfig) -> dict[str, Any]:
         "num_beams": cfg.num_beams,
         "do_sample": cfg.do_sample,
     }
-    for key in ("temperature", "top_p", "repetition_penalty"):
+    for key in ("min_new_tokens", "temperature", "top_p", "repetition_penalty"):
         value = getattr(cfg, key)
         if value is not None:
             kw[key] = value

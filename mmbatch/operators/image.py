@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.files import read_bytes
 from mmbatch.core.requirements import Requirements
 
@@ -92,11 +93,14 @@ class DecodeImage(Operator[DecodeImageConfig]):
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
 
+    def media_inputs(self) -> set[str]:
+        return {self.config.column}
+
     def output_types(self) -> dict[str, pa.DataType]:
         c = self.config.column
         return {f"{c}_width": pa.int64(), f"{c}_height": pa.int64()}
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
         c = cfg.column
 

@@ -59,16 +59,20 @@ def chat_prompt(processor: Any, text: str | None, n_images: int = 1, image_token
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
-def generate_texts(op: ModelOperator[Any], **processor_kwargs: Any) -> list[str]:
+def generate_texts(op: ModelOperator[Any], n: int, **processor_kwargs: Any) -> list[str]:
     """``op.processor(**processor_kwargs)`` -> ``op.model.generate`` with the step's generation
-    keys -> the decoded texts, without the prompt that decoder-only models echo."""
-    import torch
-
+    keys -> the ``n`` decoded texts, without the prompt that decoder-only models echo. The
+    list arguments are the rows; they run in the largest sub-batches that fit the device."""
     cfg: GenerationConfig = op.config
-    inputs = op.processor(**processor_kwargs, return_tensors="pt").to(op.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(op.model_dtype)
-    with torch.inference_mode():
-        out = op.model.generate(**inputs, **generate_kwargs(cfg))
-    out = strip_prompt(out, inputs.get("input_ids"))
-    return [t.strip() for t in op.processor.batch_decode(out, skip_special_tokens=True)]
+
+    def run(start: int, stop: int) -> list[str]:
+        kwargs = {k: v[start:stop] if isinstance(v, list) else v for k, v in processor_kwargs.items()}
+        inputs = op.processor(**kwargs, return_tensors="pt").to(op.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(op.model_dtype)
+        with op.on_device():
+            out = op.model.generate(**inputs, **generate_kwargs(cfg))
+        out = strip_prompt(out, inputs.get("input_ids"))
+        return [t.strip() for t in op.processor.batch_decode(out, skip_special_tokens=True)]
+
+    return op.fitted(n, run)

@@ -4,8 +4,13 @@ URL; safetensors only unless ``allow_pickle``; ``trust_remote_code`` only when s
 
 from __future__ import annotations
 
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal, TypeVar
 
+import numpy as np
 from pydantic import Field
 
 from mmbatch.core.models import LoadKeys, torch_dtype
@@ -28,6 +33,7 @@ class ModelConfig(OpConfig, LoadKeys):
 
 
 MC = TypeVar("MC", bound=ModelConfig)
+T = TypeVar("T")
 
 
 class ModelOperator(Operator[MC]):
@@ -45,6 +51,8 @@ class ModelOperator(Operator[MC]):
         super().__init__(config, resources, label)
         self.device = "cpu"
         self.policy = config.policy()
+        self.device_lock = threading.Lock()
+        self.fit_size: int | None = None
 
     def setup(self) -> None:
         import torch
@@ -53,9 +61,76 @@ class ModelOperator(Operator[MC]):
         self.device = "cuda" if self.resources.gpus > 0 and torch.cuda.is_available() else "cpu"
         self.load(self.policy.local(self.config.model))
 
+    def setup_prepare(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # one prepare task per CPU
+        self.load_processors(self.policy.local(self.config.model))
+
     def load(self, path: str) -> None:
         """Load model and processor from ``path`` (a local folder or a hub id)."""
         raise NotImplementedError
+
+    def load_processors(self, path: str) -> None:
+        """Load what :meth:`prepare` needs (processors, configs; no weights)."""
+        raise NotImplementedError(f"operator '{self.name}' has no prepare stage")
+
+    # -- the device side of a batch ---------------------------------------------------------
+    @contextmanager
+    def on_device(self) -> Iterator[None]:
+        """One batch at a time on the device. A GPU worker runs two calls at once (the engine
+        asks Ray for two concurrent calls per actor), so one batch's conversion and copies
+        overlap the other's compute; the model itself runs them one after the other."""
+        import torch
+
+        with self.device_lock, torch.inference_mode():
+            yield
+
+    def tensor(self, array: np.ndarray, dtype: Any = None) -> Any:
+        """A batch array as a tensor on this worker's device: from pinned memory, without
+        blocking, on CUDA; in ``dtype`` when given."""
+        import torch
+
+        with warnings.catch_warnings():  # Arrow-backed arrays are read-only; the tensor is never written
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.startswith("cuda"):
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t if dtype is None else t.to(dtype)
+
+    @property
+    def transfer_dtype(self) -> np.dtype[Any]:
+        """The dtype prepared float tensors travel in: the step's float16, else float32 (the
+        model casts on the device; numpy has no bfloat16)."""
+        return np.dtype(np.float16) if self.config.dtype == "float16" else np.dtype(np.float32)
+
+    def fitted(self, n: int, run: Callable[[int, int], list[T]]) -> list[T]:
+        """``run(start, stop)`` over rows ``[0, n)`` in the largest sub-batches that fit the
+        device: the whole batch first; on CUDA out-of-memory, half as many rows, and so on.
+        The size that worked is kept for the worker's later batches and reported as the
+        step's ``batch`` (the summary says what was chosen)."""
+        import torch
+
+        size = min(n, self.fit_size or n)
+        out: list[T] = []
+        start = 0
+        while start < n:
+            stop = min(n, start + size)
+            try:
+                out += run(start, stop)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise MemoryError(f"one row does not fit on {self.device}: lower its size or use a bigger device") from None
+                torch.cuda.empty_cache()
+                size = self.fit_size = max(1, size // 2)
+                continue
+            start = stop
+        self.stats["batch"] = max(self.stats.get("batch", 0), size)
+        return out
+
+    def column(self, key: str) -> str:
+        """The name of a prepared column of this step (transient, never written)."""
+        return f"_{self.label}/{key}"
 
     def from_pretrained(self, cls: Any, path: str, dtype: Any = None, **extra: Any) -> Any:
         """``cls.from_pretrained`` (transformers or diffusers) under the job's loading policy,

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from mmbatch.core.columns import Column
 from mmbatch.core.metric import METRICS, AnyMetric, MetricError, build_metric, row_scores
 from mmbatch.core.requirements import Requirements
 from mmbatch.core.resources import Resources
@@ -86,5 +87,5 @@ class Score(Operator[ScoreConfig]):
     def setup(self) -> None:
         self.metric.setup()
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         return {self.metric.output_name: row_scores(self.metric, batch)}

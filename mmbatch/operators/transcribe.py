@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mmbatch.core.columns import Column
 from mmbatch.core.metric import AnyMetric, build_metric, row_scores
 from mmbatch.core.requirements import Requirements
 
@@ -94,7 +95,7 @@ class Transcribe(ModelOperator[TranscribeConfig]):
         self.backend = WhisperBackend(self, path) if model_type == "whisper" else CTCBackend(self, path)
         self.model = self.backend.model
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
         waves = [np.asarray(w, dtype=np.float32) for w in batch[cfg.audio]]
         results: list[dict[str, Any]] = [{}] * len(waves)

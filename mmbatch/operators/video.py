@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.files import read_bytes
 from mmbatch.core.requirements import Requirements
 
@@ -121,11 +122,14 @@ class DecodeVideo(Operator[DecodeVideoConfig]):
     def transient_outputs(self) -> set[str]:
         return {self.config.output}
 
+    def media_inputs(self) -> set[str]:
+        return {self.config.column}
+
     def output_types(self) -> dict[str, pa.DataType]:
         c = self.config.column
         return {f"{c}_duration": pa.float64(), f"{c}_fps": pa.float64(), f"{c}_num_frames": pa.int64()}
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg = self.config
         c = cfg.column
 
@@ -144,7 +148,7 @@ class ClassifyVideoConfig(LabelConfig):
 class ClassifyVideo(Classifier[ClassifyVideoConfig]):
     """Top-k video labels from ``AutoModelForVideoClassification`` (VideoMAE, TimeSformer,
     ViViT, ...) with its ``AutoImageProcessor``; each row's frames are resampled evenly to the
-    model's ``num_frames``.
+    model's ``num_frames``, in a prepare stage of CPU tasks.
 
     Input: ``frames`` ((N, H, W, 3) uint8, from decode_video). Outputs: ``output`` (string),
     ``<output>_topk`` (list<string>), ``<output>_scores`` (list<float32>). Resources: 1 actor,
@@ -156,23 +160,32 @@ class ClassifyVideo(Classifier[ClassifyVideoConfig]):
     def inputs(self) -> dict[str, str]:
         return {self.config.frames: "RGB frames, (N, H, W, 3) uint8"}
 
+    def prepared(self) -> dict[str, str]:
+        return {self.column("pixel_values"): "the processor's pixel_values, (T, 3, H, W) per row"}
+
+    def load_processors(self, path: str) -> None:
+        from transformers import AutoConfig, AutoImageProcessor
+
+        self.processor = self.load_processor(AutoImageProcessor, path)
+        self.num_frames = getattr(self.load_processor(AutoConfig, path), "num_frames", None)
+
     def load(self, path: str) -> None:
-        from transformers import AutoImageProcessor, AutoModelForVideoClassification
+        from transformers import AutoModelForVideoClassification
 
         self.model = self.load_model(AutoModelForVideoClassification, path)
-        self.processor = self.load_processor(AutoImageProcessor, path)
+        self.load_processors(path)
         self.label_names = label_names(self.model.config)
-        self.num_frames = getattr(self.model.config, "num_frames", None)
 
-    def process(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
-        import torch
-
-        cfg = self.config
-        videos = batch[cfg.frames]
+    def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
+        videos = list(batch[self.config.frames])
         if self.num_frames:
             videos = [v[np.linspace(0, len(v) - 1, self.num_frames).round().astype(int)] for v in videos]
-        inputs = self.processor([list(v) for v in videos], return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(self.device, self.model_dtype)
-        with torch.inference_mode():
-            probs = self.model(pixel_values=pixel_values).logits.float().softmax(dim=-1)
-        return self.label_columns(probs)
+        values = self.processor([list(v) for v in videos], return_tensors="np")["pixel_values"]
+        return {self.column("pixel_values"): np.asarray(values).astype(self.transfer_dtype, copy=False)}
+
+    def process(self, batch: dict[str, Column]) -> dict[str, Any]:
+        pixels = batch[self.column("pixel_values")]
+        assert isinstance(pixels, np.ndarray)
+        with self.on_device():
+            probs = self.model(pixel_values=self.tensor(pixels, self.model_dtype)).logits.float().softmax(dim=-1)
+        return self.label_columns(probs.cpu())

@@ -51,14 +51,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .planning import plan_steps
+    from .planning import assign_drops, dropped_columns, plan_steps
 
     job = _load(args)
     inp = job.input
     print(f"job {job.name}")
     print(f"input: {inp.path} (format={inp.format}, id_column={inp.id_column}"
           + (f", limit={inp.limit}" if inp.limit else "") + ")")
-    for p in plan_steps(job, args.cpu):
+    planned = plan_steps(job, args.cpu)
+    assign_drops(planned, *dropped_columns(job, planned))
+    for p in planned:
         print(p.describe())
     for m in job.metrics:
         print(f"metric: {m.metric} " + ", ".join(f"{k}={v}" for k, v in m.model_dump().items() if k != "metric"))

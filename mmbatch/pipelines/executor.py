@@ -20,7 +20,7 @@ from mmbatch.operators.base import ERROR, AnyOperator
 
 from . import io
 from .planning import PlannedStep
-from .spec import Job, JobSpecError, Step
+from .spec import Job, JobSpecError
 
 
 # -- Ray session -----------------------------------------------------------------------
@@ -45,6 +45,10 @@ def cluster_resources() -> dict[str, float]:
 
 
 # -- per-step statistics -------------------------------------------------------------------
+# Step statistics that are a largest value (the chosen batch size), not a sum.
+MAX_STATS = frozenset({"batch"})
+
+
 class _StepStats:
     """Counters of every step, sent by the workers as deltas (one Ray actor per run)."""
 
@@ -55,7 +59,7 @@ class _StepStats:
     def record(self, label: str, worker: str, delta: dict[str, float]) -> None:
         s = self.by_step.setdefault(label, {"rows": 0, "errors": 0, "seconds": 0.0, "builds": 0})
         for k, v in delta.items():
-            s[k] = s.get(k, 0) + v
+            s[k] = max(s.get(k, 0), v) if k in MAX_STATS else s.get(k, 0) + v
         self.workers.setdefault(label, set()).add(worker)
 
     def get(self) -> dict[str, dict[str, float]]:
@@ -77,7 +81,9 @@ class _Reporter:
         self.sent: dict[str, float] = {}
 
     def report(self, op: AnyOperator, builds: int = 0) -> None:
-        delta: dict[str, float] = {k: op.stats[k] - self.sent.get(k, 0) for k in op.stats}
+        delta: dict[str, float] = {
+            k: v if k in MAX_STATS else v - self.sent.get(k, 0) for k, v in op.stats.items()
+        }
         self.sent.update(op.stats)
         if builds:
             delta["builds"] = builds
@@ -86,27 +92,41 @@ class _Reporter:
 
 
 # -- Ray Data callables ------------------------------------------------------------------
+def _is_bytes(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _dropped(table: pa.Table, drop: set[str], drop_binary: set[str]) -> pa.Table:
+    """``table`` without ``drop`` and the ``drop_binary`` columns that hold bytes."""
+    names = [
+        c for c in table.column_names
+        if c in drop or (c in drop_binary and _is_bytes(table.schema.field(c).type))
+    ]
+    return table.drop_columns(names) if names else table
+
+
 class StepActor:
     """One actor of a model step: builds the operator and calls ``setup`` once.
 
     Each step gets a subclass named after its operator (``EmbedActor``), which is what
     Ray's progress and dashboard show."""
 
-    def __init__(self, step: Step, resources: Any, stats: Any) -> None:
-        self.op = step.operator_cls(step.config, resources, step.label)
+    def __init__(self, planned: PlannedStep, stats: Any) -> None:
+        self.planned = planned
+        self.op = planned.build()
         self.op.setup()
-        self.reporter = _Reporter(stats, step.label)
+        self.reporter = _Reporter(stats, planned.name)
         self.built = 1
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        out = self.op(table)
+        out = _dropped(self.op(table), self.planned.drop, self.planned.drop_binary)
         self.reporter.report(self.op, self.built)
         self.built = 0
         return out
 
 
-# Operators of stateless steps, built once per worker process and kept for the next task
-# of the same step; keyed by the step's fingerprint (``id`` of the callable would differ
+# Operators of stateless stages, built once per worker process and kept for the next task
+# of the same stage; keyed by the stage's fingerprint (``id`` of the callable would differ
 # in every task, since Ray unpickles the callable anew) and bounded, so a long-lived worker
 # serving many jobs does not keep every operator it ever built.
 _TASK_OPS: OrderedDict[str, tuple[AnyOperator, _Reporter]] = OrderedDict()
@@ -114,36 +134,37 @@ _TASK_OPS_MAX = 8
 
 
 class StepTask:
-    """A stateless step run as Ray tasks (``DecodeImageTask``); the operator is built once
-    per worker process."""
+    """A stateless stage run as Ray tasks (``DecodeImageTask``, ``EmbedPrepareTask``); the
+    operator is built once per worker process."""
 
-    def __init__(self, step: Step, resources: Any, stats: Any) -> None:
-        self.step, self.resources, self.stats = step, resources, stats
+    def __init__(self, planned: PlannedStep, stats: Any) -> None:
+        self.planned, self.stats = planned, stats
 
     def operator(self) -> tuple[AnyOperator, _Reporter, int]:
-        key = self.step.fingerprint
+        key = f"{self.planned.step.fingerprint}|prepare={self.planned.prepare}"
         if key in _TASK_OPS:
             _TASK_OPS.move_to_end(key)
             return (*_TASK_OPS[key], 0)
-        op = self.step.operator_cls(self.step.config, self.resources, self.step.label)
+        op = self.planned.build()
         op.setup()
-        _TASK_OPS[key] = (op, _Reporter(self.stats, self.step.label))
+        _TASK_OPS[key] = (op, _Reporter(self.stats, self.planned.name))
         while len(_TASK_OPS) > _TASK_OPS_MAX:
             _TASK_OPS.popitem(last=False)
         return op, _TASK_OPS[key][1], 1
 
     def __call__(self, table: pa.Table) -> pa.Table:
         op, reporter, built = self.operator()
-        out = op(table)
+        out = _dropped(op(table), self.planned.drop, self.planned.drop_binary)
         reporter.report(op, built)
         return out
 
 
-def worker_class(step: Step) -> type[StepActor] | type[StepTask]:
+def worker_class(planned: PlannedStep) -> type[StepActor] | type[StepTask]:
     """``StepActor``/``StepTask`` subclassed under the operator's name (``EmbedActor``)."""
-    base: type[StepActor] | type[StepTask] = StepActor if step.operator_cls.stateful else StepTask
+    base: type[StepActor] | type[StepTask] = StepActor if planned.stateful else StepTask
+    name = planned.step.operator_cls.__name__ + ("Prepare" if planned.prepare else "")
     suffix = "Actor" if base is StepActor else "Task"
-    return type(f"{step.operator_cls.__name__}{suffix}", (base,), {"__module__": __name__})
+    return type(f"{name}{suffix}", (base,), {"__module__": __name__})
 
 
 def _prepare(table: pa.Table, id_column: str, file_column: str | None, done: frozenset[Any] | None) -> pa.Table:
@@ -171,16 +192,27 @@ def _prepare(table: pa.Table, id_column: str, file_column: str | None, done: fro
 CPU_TASK: dict[str, Any] = {"max_calls": 0}
 
 
+# Bytes per block: Ray Data's read tasks cut a file's rows into blocks of at most this size
+# as they read, so a big Parquet file streams instead of arriving as one block.
+BLOCK_BYTES = 32 * 1024 * 1024
+
+
 def read_source(job: Job, done: frozenset[Any] | None = None) -> Any:
-    """The job's input as a Ray Dataset with ids checked and an ``error`` column."""
+    """The job's input as a Ray Dataset of bounded blocks (``input.block_rows`` rows, at most
+    :data:`BLOCK_BYTES`), with ids checked and an ``error`` column."""
+    from ray.data import DataContext
+
     inp = job.input
     fmt = inp.file_format
+    ctx = DataContext.get_current()
+    ctx.target_max_block_size = min(ctx.target_max_block_size or BLOCK_BYTES, BLOCK_BYTES)
     fs, files = io.list_files(inp.path, fmt.extensions, inp.storage_options)
     ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns)
     if fmt.file_column is not None and not io.is_local(fs):
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:
         ds = ds.limit(inp.limit)
+    ds = ds.repartition(target_num_rows_per_block=inp.block_rows)
     return ds.map_batches(
         _prepare,
         batch_format="pyarrow",
@@ -206,35 +238,32 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any) -> Any:
 
     for p in planned:
         r = p.resources
-        kwargs: dict[str, Any] = {
-            "batch_size": p.step.batch_size,
-            "batch_format": "pyarrow",
-            "num_cpus": r.cpus,
-        }
+        kwargs: dict[str, Any] = {"batch_size": p.batch_size, "batch_format": "pyarrow", "num_cpus": r.cpus}
         if r.gpus:
             kwargs["num_gpus"] = r.gpus
         if r.memory:
             kwargs["memory"] = r.memory
-        args = (p.step, r, stats)
-        cls = worker_class(p.step)
+        cls = worker_class(p)
         if p.stateful:
             lo, hi = r.pool
-            ds = ds.map_batches(cls, fn_constructor_args=args, compute=ActorPoolStrategy(min_size=lo, max_size=hi), **kwargs)
+            overlap: dict[str, Any] = {}
+            if r.gpus:  # two calls per actor: one batch's conversion and copies overlap the other's compute
+                overlap = {"max_concurrent_calls_per_actor": 2, "enable_true_multi_threading": True}
+            pool = ActorPoolStrategy(min_size=lo, max_size=hi, **overlap)
+            ds = ds.map_batches(cls, fn_constructor_args=(p, stats), compute=pool, **kwargs)
         else:
-            if r.pool[1] > 1 or not isinstance(r.concurrency, int) or r.concurrency != 1:
+            if not p.prepare and (r.pool[1] > 1 or not isinstance(r.concurrency, int) or r.concurrency != 1):
                 kwargs["concurrency"] = r.pool[1]
-            ds = ds.map_batches(cls(*args), **kwargs, **({} if r.gpus else CPU_TASK))
+            ds = ds.map_batches(cls(p, stats), **kwargs, **({} if r.gpus else CPU_TASK))
     return ds
 
 
-def _droppable(table: pa.Table, drop: set[str]) -> list[str]:
-    return [n for n in table.column_names if n in drop or is_tensor_type(table.schema.field(n).type)]
-
-
-def _make_sink(out_path: str, storage_options: dict[str, Any], drop: set[str], step_outputs: set[str]) -> Any:
+def _make_sink(
+    out_path: str, storage_options: dict[str, Any], drop: set[str], drop_binary: set[str], step_outputs: set[str]
+) -> Any:
     from ray.data import Datasink
 
-    class SplitParquetSink(Datasink[dict[str, int]]):
+    class SplitParquetSink(Datasink[dict[str, Any]]):
         """Writes each write task's blocks as one file under rows/ and one under errors/.
 
         errors/ holds a failed row's input columns and ``error`` (which names the step and
@@ -244,20 +273,24 @@ def _make_sink(out_path: str, storage_options: dict[str, Any], drop: set[str], s
 
         def __init__(self) -> None:
             self.counts = {"rows": 0, "errors": 0, "files": 0}
+            self.late: set[str] = set()  # columns that reached the writer only to be dropped
 
         def get_name(self) -> str:
             return "MmbatchParquet"
 
-        def write(self, blocks: Any, ctx: Any) -> dict[str, int]:
+        def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
             import pyarrow.compute as pc
 
             tables = [b if isinstance(b, pa.Table) else pa.Table.from_pandas(b) for b in blocks]
             tables = [t for t in tables if t.num_rows]
-            counts = {"rows": 0, "errors": 0, "files": 0}
+            counts: dict[str, Any] = {"rows": 0, "errors": 0, "files": 0, "late": []}
             if not tables:
                 return counts
             table = pa.concat_tables(tables, promote_options="permissive")
-            table = table.drop_columns(_droppable(table, drop))
+            before = set(table.column_names)
+            table = _dropped(table, drop, drop_binary)
+            table = table.drop_columns([n for n in table.column_names if is_tensor_type(table.schema.field(n).type)])
+            counts["late"] = sorted(before - set(table.column_names))
             fs, root = io.filesystem(out_path, storage_options)
             failed = pc.is_valid(table.column(ERROR))
             parts = {
@@ -276,6 +309,7 @@ def _make_sink(out_path: str, storage_options: dict[str, Any], drop: set[str], s
             for r in write_result.write_returns:
                 for k in self.counts:
                     self.counts[k] += r[k]
+                self.late.update(r["late"])
 
     return SplitParquetSink()
 
@@ -285,18 +319,24 @@ class StepsResult:
     rows: int
     errors: int
     steps: dict[str, dict[str, float]]
+    late_columns: list[str]
+    """Columns that travelled to the writer only to be dropped there (none when every stage
+    drops what it was the last to read)."""
 
 
-def run_steps(job: Job, planned: list[PlannedStep], drop: set[str], done: frozenset[Any]) -> StepsResult:
-    """Run the job's steps over its input (minus ``done`` ids) and write rows/ and errors/."""
+def run_steps(
+    job: Job, planned: list[PlannedStep], drop: set[str], drop_binary: set[str], done: frozenset[Any]
+) -> StepsResult:
+    """Run the job's stages over its input (minus ``done`` ids) and write rows/ and errors/;
+    ``drop``/``drop_binary`` are left out of what is written, wherever they still remain."""
     import ray
 
     out = job.output
     stats = _stats_actor()
     ds = add_steps(read_source(job, done or None), planned, stats)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
-    sink = _make_sink(out.path, out.storage_options, drop, outputs)
+    sink = _make_sink(out.path, out.storage_options, drop, drop_binary, outputs)
     ds.write_datasink(sink)
     steps = ray.get(stats.get.remote())
     ray.kill(stats)
-    return StepsResult(sink.counts["rows"], sink.counts["errors"], steps)
+    return StepsResult(sink.counts["rows"], sink.counts["errors"], steps, sorted(sink.late))

@@ -15,7 +15,8 @@ Reader = Callable[[list[str], FileSystem, list[str] | None], Any]
 def read_parquet(files: list[str], filesystem: FileSystem, columns: list[str] | None) -> Any:
     import ray.data as rd
 
-    return rd.read_parquet(files, filesystem=filesystem, columns=columns)
+    # batch_size: rows per Arrow batch read, so blocks can be cut small within a file
+    return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256)
 
 
 def read_files(files: list[str], filesystem: FileSystem, columns: list[str] | None) -> Any:

@@ -4,9 +4,11 @@ without a cluster, and the executor turns the plan into Ray Data calls."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Set
+from dataclasses import dataclass, field
 
 from mmbatch.core.resources import Resources
+from mmbatch.operators.base import AnyOperator
 
 from .spec import Job, Step
 
@@ -20,42 +22,108 @@ def effective_resources(step: Step, cpu_only: bool) -> Resources:
     return res.model_copy(update={"gpus": 0.0}) if cpu_only and res.gpus else res
 
 
+# What a prepare stage reserves: one CPU per task, as many tasks as there are CPUs.
+PREPARE_RESOURCES = Resources(cpus=1)
+
+
 @dataclass
 class PlannedStep:
+    """One Ray Data stage: a step, or the prepare stage a model step runs ahead of itself."""
+
     step: Step
     resources: Resources
     inputs: dict[str, str]
     outputs: dict[str, str]
     transient: set[str]
+    prepare: bool = False
+    """True: the step's ``prepare`` (stateless CPU tasks); False: the step itself."""
+    drop: set[str] = field(default_factory=set)
+    """Columns this stage drops from its output: their last reader is this stage."""
+    drop_binary: set[str] = field(default_factory=set)
+    """Columns this stage drops from its output where they hold bytes (encoded media)."""
 
     @property
     def stateful(self) -> bool:
         """True: an actor pool (the model loads once per actor); False: Ray tasks."""
-        return self.step.operator_cls.stateful
+        return self.step.operator_cls.stateful and not self.prepare
+
+    @property
+    def name(self) -> str:
+        """The step's label; a prepare stage's is ``steps[1] embed: prepare``."""
+        return f"{self.step.label}: prepare" if self.prepare else self.step.label
+
+    @property
+    def batch_size(self) -> int:
+        return self.step.batch_size
+
+    def build(self) -> AnyOperator:
+        """The operator this stage runs (built without ``setup``: no model is loaded)."""
+        op = self.step.build()
+        if self.prepare:
+            stage = op.preparer()
+            assert stage is not None, f"{self.step.label} has no prepare stage"
+            return stage
+        return op
 
     def describe(self) -> str:
         r = self.resources
         kind = "actors" if self.stateful else "tasks"
         lo, hi = r.pool
         pool = f"{lo}" if lo == hi else f"{lo}..{hi}"
+        if not self.stateful and lo == hi == 1 and self.prepare:
+            pool = "N"  # as many tasks as there are free CPUs
         res = f"cpus={r.cpus:g} gpus={r.gpus:g}" + (f" memory={r.memory}" if r.memory else "")
         lines = [
-            f"{self.step.label}: {kind} x{pool}, {res}, batch_size={self.step.batch_size}",
+            f"{self.name}: {kind} x{pool}, {res}, batch_size={self.batch_size}",
             "    reads:  " + (", ".join(self.inputs) or "-"),
             "    writes: " + (", ".join(
                 f"{c}{' (transient)' if c in self.transient else ''}" for c in self.outputs) or "-"),
         ]
+        if self.drop or self.drop_binary:
+            lines.append("    drops:  " + ", ".join(sorted(self.drop | self.drop_binary)))
         return "\n".join(lines)
 
 
 def plan_steps(job: Job, cpu_only: bool = False) -> list[PlannedStep]:
-    planned = []
+    """The stages of ``job``: each step, preceded by its prepare stage when it has one, each
+    dropping the transient columns whose last reader it is."""
+    planned: list[PlannedStep] = []
+    available = list(job.input.file_format.columns or job.input.columns or [])
     for step in job.steps:
         op = step.build()
-        planned.append(
-            PlannedStep(step, effective_resources(step, cpu_only), op.inputs(), op.outputs(), op.transient_outputs())
-        )
+        optional = op.optional_inputs()
+        stage = op.preparer()
+        if stage is not None:
+            planned.append(PlannedStep(
+                step, PREPARE_RESOURCES, stage.inputs(), op.prepared(), set(op.prepared()), prepare=True,
+            ))
+            available += list(op.prepared())
+        reads = {c: op.inputs().get(c, "") or op.prepared().get(c, "") for c in op.read_columns(available)}
+        planned.append(PlannedStep(
+            step, effective_resources(step, cpu_only), reads | optional, op.outputs(), op.transient_outputs(),
+        ))
+        available += list(op.outputs())
     return planned
+
+
+def assign_drops(planned: list[PlannedStep], always: set[str], media: Set[str] = frozenset()) -> None:
+    """Each transient output, column of ``always`` and media column is dropped by the last
+    stage that reads it (never read: by the stage that makes it), so it never crosses the
+    object store again. Media columns are dropped only where they hold bytes."""
+    droppable = set(always) | set(media)
+    transient = {c for p in planned for c in p.transient}
+    last: dict[str, int] = {}
+    for i, p in enumerate(planned):
+        for c in p.outputs:
+            if c in transient or c in droppable:
+                last.setdefault(c, i)
+        for c in p.inputs:
+            if c in transient or c in droppable:
+                last[c] = i
+    for p in planned:
+        p.drop, p.drop_binary = set(), set()
+    for c, i in last.items():
+        (planned[i].drop_binary if c in media and c not in always else planned[i].drop).add(c)
 
 
 def check_cluster(planned: list[PlannedStep], total: dict[str, float]) -> None:
@@ -79,16 +147,19 @@ def check_cluster(planned: list[PlannedStep], total: dict[str, float]) -> None:
         )
 
 
-def dropped_columns(job: Job, planned: list[PlannedStep]) -> set[str]:
-    """Columns not written to ``rows/``: ``output.drop``, transient step outputs, and the
-    file-bytes column of a raw-file input (``path`` names the file) unless
-    ``output.keep_file_bytes`` is set or a metric reads it."""
+def dropped_columns(job: Job, planned: list[PlannedStep]) -> tuple[set[str], set[str]]:
+    """Columns not written to ``rows/``, each dropped as soon as its last reader is done:
+    ``output.drop``, and the encoded media a decode step reads -- a raw-file input's bytes
+    column, or a Parquet column of image/audio/video bytes (dropped only where it holds
+    bytes, not paths) -- unless ``output.keep_file_bytes`` is set or a metric reads it.
+    Returns (always dropped, dropped where binary); transient outputs are dropped too."""
     from mmbatch.core.metric import build_metric
 
-    drop = set(job.output.drop) | {c for p in planned for c in p.transient}
-    column = job.input.file_format.file_column
-    if column is None or job.output.keep_file_bytes:
-        return drop
-    if any(column in build_metric(m).input_columns() for m in job.metrics):
-        return drop
-    return drop | {column}
+    metric_reads = {c for m in job.metrics for c in build_metric(m).input_columns()}
+    media: set[str] = set()
+    if not job.output.keep_file_bytes:
+        media = {c for p in planned if not p.prepare for c in p.build().media_inputs()}
+        if job.input.file_format.file_column is not None:
+            media.add(job.input.file_format.file_column)
+        media -= metric_reads
+    return set(job.output.drop), media

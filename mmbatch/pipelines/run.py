@@ -8,7 +8,7 @@ import time
 from . import io
 from .executor import cluster_resources, init_ray, run_steps
 from .metric_passes import run_metrics
-from .planning import JobRunError, check_cluster, dropped_columns, plan_steps
+from .planning import JobRunError, assign_drops, check_cluster, dropped_columns, plan_steps
 from .spec import Job
 from .summary import RunSummary
 
@@ -41,8 +41,11 @@ def run_job(
 
     summary = RunSummary(job.name, out.path, 0, 0, 0, len(done), 0.0)
     if job.steps:
-        result = run_steps(job, planned, dropped_columns(job, planned), done)
+        always, media = dropped_columns(job, planned)
+        assign_drops(planned, always, media)
+        result = run_steps(job, planned, always, media, done)
         summary.rows, summary.errors, summary.steps = result.rows, result.errors, result.steps
+        summary.columns_dropped_at_writer = result.late_columns
         summary.input_rows = summary.rows + summary.errors
     if job.metrics:
         summary.metrics = run_metrics(job)

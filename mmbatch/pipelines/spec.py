@@ -43,6 +43,10 @@ class InputSpec(_Strict):
     id_column: str = Field("id", description="unique row id (for files: the path)")
     columns: list[str] | None = Field(None, description="read only these columns")
     limit: int | None = Field(None, ge=1, description="process only the first N rows")
+    block_rows: int = Field(
+        1024, ge=1, description="rows per block: a big file streams through in blocks of at most this many "
+        "rows (and 32 MiB), each written when done, so memory stays flat and a crash loses little"
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
 
     @field_validator("format")

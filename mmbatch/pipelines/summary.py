@@ -20,6 +20,8 @@ class RunSummary:
     wall_seconds: float
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    columns_dropped_at_writer: list[str] = field(default_factory=list)
+    """Columns that rode the object store to the writer only to be dropped (a plan defect)."""
 
     @property
     def rows_per_second(self) -> float:
@@ -45,9 +47,10 @@ class RunSummary:
         for label, s in self.steps.items():
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0
+            batch = f", sub-batches of up to {int(s['batch'])} rows" if s.get("batch") else ""
             lines.append(
-                f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} error rows, "
-                f"{rate:.2f} rows/s per worker-second"
+                f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} errors born here, "
+                f"{rate:.2f} rows/s per worker-second{batch}"
             )
         lines += [self._metric_line(m) for m in self.metrics]
         metrics = f"{self.output}/{io.METRICS}/, " if self.metrics else ""

@@ -39,9 +39,9 @@ def test_embed_equals_clip_features(tiny_models, decoded, images):
     ref_t = torch.nn.functional.normalize(txt, dim=-1).numpy()
     got_i = np.stack(column_to_python(out.column("image_embedding")))
     got_t = np.stack(column_to_python(out.column("text_embedding")))
-    assert out.column("image_embedding").type == pa.list_(pa.float32())
-    np.testing.assert_allclose(got_i, ref_i, atol=1e-5)
-    np.testing.assert_allclose(got_t, ref_t, atol=1e-5)
+    assert out.column("image_embedding").type == pa.list_(pa.float32(), 24)  # fixed_size_list<float32>[d]
+    np.testing.assert_allclose(got_i, ref_i, atol=1e-6)
+    np.testing.assert_allclose(got_t, ref_t, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(got_i, axis=1), 1.0, atol=1e-5)
 
 
@@ -168,3 +168,94 @@ def test_embed_in_fp16_on_cuda_matches_transformers(tiny_models):
         ref = model.get_image_features(pixel_values=pixels.to("cuda", torch.float16)).pooler_output.float()
     ref = torch.nn.functional.normalize(ref, dim=-1).cpu().numpy()
     np.testing.assert_allclose(np.stack(got), ref, atol=1e-3)
+
+
+def test_prepare_stage_gives_exactly_the_processors_tensors(tiny_models, decoded, images):
+    """The CPU prepare stage (run as Ray tasks by the engine) computes what the processor
+    computed in the actor before: identical pixel_values and token ids."""
+    from transformers import AutoImageProcessor, CLIPProcessor
+
+    clip = str(tiny_models("clip"))
+    op = make_op("embed", model=clip, text="text")
+    stage = op.preparer()
+    stage.setup()
+    out = stage(decoded)
+    assert out.column("error").null_count == len(images)
+    assert set(op.prepared()) <= set(out.column_names) and "image_embedding" not in out.column_names
+    proc = CLIPProcessor.from_pretrained(clip)
+    ref = proc(images=[np.asarray(i) for i in images], return_tensors="np")["pixel_values"]
+    got = column_to_python(out.column(op.column("pixel_values")))
+    assert got.dtype == np.float32 and np.array_equal(got, ref)
+    ids = column_to_python(out.column(op.column("input_ids")))
+    assert [i.tolist() for i in ids] == proc.tokenizer(TEXTS, truncation=True)["input_ids"]
+
+    half = make_op("embed", model=clip, dtype="float16").preparer()
+    half.setup()
+    got16 = column_to_python(half(decoded).column(op.column("pixel_values")))
+    assert got16.dtype == np.float16 and np.array_equal(got16, ref.astype(np.float16))
+
+    vit = str(tiny_models("vit_classifier"))
+    op = make_op("classify", model=vit)
+    stage = op.preparer()
+    stage.setup()
+    got = column_to_python(stage(decoded).column(op.column("pixel_values")))
+    ref = AutoImageProcessor.from_pretrained(vit)(images=[np.asarray(i) for i in images], return_tensors="np")
+    assert np.array_equal(got, ref["pixel_values"])
+
+
+def test_a_row_the_processor_rejects_is_an_error_row_of_that_step(tiny_models):
+    from mmbatch.core.columns import to_arrow
+
+    op = make_op("embed", model=str(tiny_models("clip")))
+    pixels = [np.zeros((40, 30, 3), np.uint8), np.zeros((0, 5, 3), np.uint8), np.full((20, 20, 3), 9, np.uint8)]
+    out = op(pa.table({"pixels": to_arrow(pixels)}))
+    errors = out.column("error").to_pylist()
+    assert errors[0] is None and errors[2] is None and errors[1].startswith("embed: ")
+    assert out.column("image_embedding").null_count == 1
+
+
+def test_decode_on_device_equals_decode_image_then_embed_and_keeps_bad_rows_as_errors(tiny_models, images):
+    """The GPU-decode path (nvJPEG through torchvision on CUDA) runs the same code on the CPU
+    here: JPEGs decoded in one batch, anything else through PIL, bad bytes as error rows."""
+    from mmbatch.testing.images import bad_image_bytes
+
+    clip = str(tiny_models("clip"))
+    bad = bad_image_bytes()
+    encoded = [encode(images[0], "JPEG"), bad["corrupt"], encode(images[1], "PNG"), bad["truncated"],
+               encode(images[2], "JPEG"), bad["bomb"], encode(images[3].convert("L"), "JPEG")]
+    table = pa.table({"id": [str(i) for i in range(len(encoded))], "image": encoded})
+    got = make_op("embed", model=clip, image="image", decode_on_device=True)(table)
+    ref = run_ops(table, make_op("decode_image"), make_op("embed", model=clip))
+    errors = got.column("error").to_pylist()
+    assert [e is None for e in errors] == [True, False, True, False, True, False, True]
+    assert errors[1].startswith("embed: ") and "truncated" in errors[3].lower() and "pixels" in errors[5]
+    ok = [i for i, e in enumerate(errors) if e is None]
+    g = np.stack([column_to_python(got.column("image_embedding"))[i] for i in ok])
+    r = np.stack([column_to_python(ref.column("image_embedding"))[i] for i in ok])
+    np.testing.assert_allclose(g, r, atol=1e-6)
+
+
+def test_generation_that_runs_out_of_device_memory_is_split_and_gives_the_same_captions(tiny_models, decoded):
+    """Caption starts with the whole batch; on CUDA out-of-memory it halves the rows per
+    generate call, keeps the size that fits for later batches, and reports it."""
+    path = str(tiny_models("blip_captioner"))
+    whole = make_op("caption", model=path, max_new_tokens=8)
+    expected = whole(decoded).column("caption").to_pylist()
+    assert whole.stats["batch"] == len(expected)
+
+    op = make_op("caption", model=path, max_new_tokens=8)
+    real, calls = op.model.generate, []
+
+    def generate(**kwargs):
+        calls.append(len(kwargs["pixel_values"]))
+        if len(kwargs["pixel_values"]) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(**kwargs)
+
+    op.model.generate = generate
+    out = op(decoded)
+    assert out.column("caption").to_pylist() == expected and out.column("error").null_count == len(expected)
+    assert calls[:3] == [5, 2, 2] and op.fit_size == 2 and op.stats["batch"] == 2
+    calls.clear()
+    op(decoded)
+    assert calls == [2, 2, 1]  # the size that fitted is kept

@@ -117,3 +117,27 @@ def test_stateless_step_builds_its_operator_once_per_worker_process(tmp_path, ru
     decode = s.steps["steps[0] decode_image"]
     # 30 one-row batches (Ray unpickles the task's callable anew for each), a few processes
     assert decode["rows"] == 30 and 1 <= decode["builds"] == decode["workers"] < 30
+
+
+def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path, tiny_models, run_job_dict):
+    data = tmp_path / "one.parquet"
+    write_image_parquet(data, 1200, size=(16, 16), fmt="PNG")
+    out = tmp_path / "out"
+    summary = run_job_dict({
+        "input": {"path": str(data), "block_rows": 200},
+        "steps": [{"op": "decode_image", "batch_size": 100},
+                  {"op": "embed", "model": str(tiny_models("clip")), "batch_size": 100, "resources": {"cpus": 0.5}}],
+        "output": {"path": str(out)},
+    })
+    assert summary.rows == 1200 and summary.errors == 0
+    files = sorted((out / "rows").glob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)
+    sizes = [pq.read_metadata(f).num_rows for f in files]
+    # one input file, written block by block as blocks finish (not once at the end)
+    assert sum(sizes) == 1200 and len(files) >= 6 and max(sizes) <= 200
+    assert files[0].stat().st_mtime_ns < files[-1].stat().st_mtime_ns
+    # pixels die after their last reader (the embed prepare stage), the prepared tensors after
+    # the model: nothing rides to the writer only to be dropped there
+    assert summary.columns_dropped_at_writer == []
+    rows = read(out / "rows")
+    assert set(rows.column_names) == {"id", "references", "image_width", "image_height", "image_embedding"}
+    assert rows.schema.field("image_embedding").type.list_size == 24  # fixed_size_list<float32>[d]

@@ -1,0 +1,150 @@
+"""Captioning: the mmbatch job against ``generate`` alone at the batch size the job chose.
+
+The BLIP-base architecture (ViT-B/16 at 384 px, BERT-base decoder; random weights, the
+compute of the real model; ``--arch tiny`` for a quick run), N photo-like 640x480 JPEGs,
+``--tokens`` new tokens, greedy. Each contender runs in a fresh process:
+
+* job      - mmbatch ``decode_image -> caption`` (Ray start included); the summary says the
+             sub-batch size the caption step settled on (largest that fits the device);
+* generate - ``model.generate`` alone on ready tensors at that batch size (the ceiling);
+* loop     - a plain single-process loop: PIL decode -> processor -> generate.
+
+Figures only; nothing is asserted.
+
+    python benchmarks/caption.py --n 64 --arch tiny
+    python benchmarks/caption.py --device cuda --dtype float16 --n 4096 --batch-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import emit, machine, measure, photo_corpus, run_contender  # noqa: E402
+
+ARCHS = {"base": {"image_size": 384, "patch_size": 16, "hidden_size": 768, "num_layers": 12},
+         "tiny": {"image_size": 64, "patch_size": 16, "hidden_size": 128, "num_layers": 2}}
+
+
+def build(path: Path, arch: str) -> Path:
+    if not (path / "config.json").exists():
+        from mmbatch.testing.vision import build_tiny_blip_captioner
+
+        build_tiny_blip_captioner(path, **ARCHS[arch])
+    return path
+
+
+def _model(args: argparse.Namespace) -> tuple[Any, Any]:
+    import torch
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    torch.set_num_threads(args.threads)
+    model = BlipForConditionalGeneration.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    return model.to(args.device).eval(), BlipProcessor.from_pretrained(args.model)
+
+
+def generate(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from mmbatch.testing.images import synthetic_image
+
+    model, proc = _model(args)
+    images = [np.asarray(synthetic_image(i, (640, 480))) for i in range(args.batch_size)]
+    pixels = proc(images=images, return_tensors="pt")["pixel_values"].to(args.device, model.dtype)
+    kw = {"max_new_tokens": args.tokens, "min_new_tokens": args.tokens}
+    with torch.inference_mode():
+        model.generate(pixel_values=pixels, **kw)  # warm-up
+        t = time.perf_counter()
+        for _ in range(args.repeats):
+            model.generate(pixel_values=pixels, **kw)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+    return {"img_s": args.repeats * args.batch_size / (time.perf_counter() - t)}
+
+
+def loop(args: argparse.Namespace) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+    import torch
+    from PIL import Image
+
+    model, proc = _model(args)
+    blobs = [b for f in sorted(args.data.glob("*.parquet")) for b in pq.read_table(f, columns=["image"]).column("image").to_pylist()]
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(blobs), args.batch_size):
+            imgs = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs[i : i + args.batch_size]]
+            inputs = proc(images=imgs, return_tensors="pt").to(args.device)
+            out = model.generate(pixel_values=inputs["pixel_values"].to(model.dtype), max_new_tokens=args.tokens,
+                                 min_new_tokens=args.tokens)
+            proc.batch_decode(out, skip_special_tokens=True)
+    return {"img_s": len(blobs) / (time.perf_counter() - t)}
+
+
+def job(args: argparse.Namespace) -> dict[str, Any]:
+    from mmbatch.pipelines.run import run_job
+    from mmbatch.pipelines.spec import job_from_dict
+
+    gpu = args.device == "cuda"
+    spec = job_from_dict({
+        "name": "bench-caption", "input": {"path": str(args.data), "id_column": "id"},
+        "steps": [{"op": "decode_image", "batch_size": 64},
+                  {"op": "caption", "model": str(args.model), "batch_size": args.batch_size, "dtype": args.dtype,
+                   "max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "threads": args.threads,
+                   "resources": {"cpus": 1, "gpus": 1 if gpu else 0}}],
+        "output": {"path": str(args.out / "job")},
+    })
+    t = time.perf_counter()
+    summary = run_job(spec, overwrite=True)
+    wall = time.perf_counter() - t
+    s = summary.steps["steps[1] caption"]
+    return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / s["seconds"], "batch": int(s.get("batch", 0))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--arch", choices=tuple(ARCHS), default="base")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.contender:
+        fn = {"job": job, "generate": generate, "loop": loop}[args.contender]
+        return emit(measure(lambda: fn(args)))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-caption-"))
+    model = build(work / f"blip-{args.arch}-random", args.arch)
+    data = photo_corpus(work / f"jpegs-{args.n}", args.n, shards=2)
+    common = ["--n", str(args.n), "--device", args.device, "--dtype", args.dtype, "--tokens", str(args.tokens),
+              "--threads", str(args.threads), "--repeats", str(args.repeats),
+              "--model", str(model), "--data", str(data), "--out", str(work / "out")]
+    print(f"machine: {machine()}; BLIP-{args.arch} (random weights), {args.dtype} on {args.device}, "
+          f"{args.tokens} new tokens, {args.n} JPEGs")
+    got = {"job": run_contender(__file__, "job", [*common, "--batch-size", str(args.batch_size)])}
+    chosen = got["job"]["batch"] or args.batch_size
+    got["generate"] = run_contender(__file__, "generate", [*common, "--batch-size", str(chosen)])
+    got["loop"] = run_contender(__file__, "loop", [*common, "--batch-size", str(chosen)])
+    for name, f in got.items():
+        steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
+        print(f"{name:9s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+    g = got["generate"]["img_s"]
+    print(f"job chose sub-batches of {chosen}; job / generate: wall {got['job']['img_s'] / g:.3f}, "
+          f"steady {got['job']['steady_img_s'] / g:.3f}; loop / generate {got['loop']['img_s'] / g:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""What the benchmarks share: the CLIP ViT-B/32 architecture with random weights, a corpus
+of photo-like JPEGs, peak memory of a whole process tree, and running each contender in
+a process of its own (so each one starts Ray, or not, as its user would)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_clip_b32(path: Path) -> Path:
+    """CLIP ViT-B/32 (transformers' default CLIPConfig) with random weights: the compute of
+    the real model, saved with a real processor, loaded through ``from_pretrained``."""
+    if (path / "config.json").exists():
+        return path
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from mmbatch.testing.tokenizers import clip_tokenizer
+
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig()).save_pretrained(path)
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=clip_tokenizer()).save_pretrained(path)
+    return path
+
+
+def photo_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480), shards: int = 8) -> Path:
+    """``n`` photo-like JPEGs (``id``, ``image``) in Parquet shards, made once per folder."""
+    from mmbatch.testing.images import write_image_parquet
+
+    done = folder / f".done-{n}-{size[0]}x{size[1]}-{shards}"
+    if not done.exists():
+        write_image_parquet(folder, n, size=size, shards=shards)
+        done.touch()
+    return folder
+
+
+class TreeMemory:
+    """Peak summed PSS (proportional set size: shared pages counted once across processes)
+    of this process and all its descendants -- the driver and every Ray process it
+    started -- sampled every ``interval`` seconds while the ``with`` block runs."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval, self.peak_mib = interval, 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    total += p.memory_full_info().pss
+                except psutil.Error:
+                    pass
+            self.peak_mib = max(self.peak_mib, total / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``fn`` (which returns its figures) under :class:`TreeMemory` and a wall clock."""
+    with TreeMemory() as mem:
+        t = time.perf_counter()
+        figures = fn()
+        wall = time.perf_counter() - t
+    return {"wall_s": wall, "peak_pss_mib": mem.peak_mib} | figures
+
+
+def run_contender(script: str, name: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:
+    """Run ``script --contender name ARGS`` in a fresh process; its last output line is JSON."""
+    cmd = [sys.executable, script, "--contender", name, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def emit(figures: dict[str, Any]) -> None:
+    """A contender's figures, as the last line of its output."""
+    print(json.dumps(figures), flush=True)
+
+
+def ray_init(num_gpus: int | None = None) -> None:
+    """A local Ray as a user's script starts it (all cores), quiet progress."""
+    import ray
+    from ray.data import DataContext
+
+    ray.init(num_gpus=num_gpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    DataContext.get_current().enable_progress_bars = False
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} cores, {gpu}, torch {torch.__version__}"

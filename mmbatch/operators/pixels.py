@@ -1,0 +1,104 @@
+"""Image preprocessing shared by the vision steps: the model's own processor, either in a
+prepare stage of CPU tasks (decoded pixels -> one ``(n, 3, H, W)`` array), or in the model
+worker on its device, from encoded bytes (``decode_on_device``: nvJPEG on a GPU)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from mmbatch.core.columns import Column
+
+from .image import DecodeImageConfig, read_image
+
+
+class DeviceDecodeKeys(BaseModel):
+    """The keys of a vision step that can decode its images itself."""
+
+    decode_on_device: bool = Field(
+        False,
+        description="the image column holds encoded bytes, decoded in the model worker on its device "
+        "(JPEG: torchvision's decode_jpeg, nvJPEG on a GPU; anything it refuses: PIL, row by row), "
+        "then resized and normalised there by the processor; no decode_image step needed",
+    )
+    max_pixels: int = Field(
+        DecodeImageConfig().max_pixels, ge=1, description="decode_on_device: refuse images declaring more pixels"
+    )
+
+
+def pixel_values(processor: Any, images: Column, dtype: np.dtype[Any]) -> np.ndarray:
+    """``processor(images=...)["pixel_values"]`` of a batch of HxWx3 uint8 images, as numpy
+    in ``dtype`` (exactly the processor's values when ``dtype`` is float32)."""
+    out = processor(images=list(images), return_tensors="np")["pixel_values"]
+    return np.asarray(out).astype(dtype, copy=False)
+
+
+def _declared_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:  # reads the header only
+        return img.size
+
+
+def decode_batch(encoded: Column, device: str, max_pixels: int) -> tuple[list[Any], list[str | None]]:
+    """Encoded images -> RGB ``(3, H, W)`` uint8 tensors on ``device``, and one error (or
+    None) per row. JPEGs are decoded in one batched ``torchvision.io.decode_jpeg`` on the
+    device (nvJPEG on CUDA, libjpeg-turbo on a CPU); any row it refuses (PNG, CMYK, corrupt)
+    falls back to PIL alone; a row neither can decode gets the error."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    n = len(encoded)
+    images: list[Any] = [None] * n
+    errors: list[str | None] = [None] * n
+    jpegs: list[int] = []
+    for i, data in enumerate(encoded):
+        # a JPEG from start (SOI) to end (EOI); a truncated one goes to PIL, which says so
+        # (nvJPEG may fill the missing part instead of failing)
+        if isinstance(data, bytes) and data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
+            try:
+                w, h = _declared_size(data)
+            except Exception:  # noqa: BLE001 - left to the PIL fallback, which names the cause
+                continue
+            if w * h > max_pixels:
+                errors[i] = f"ValueError: image declares {w}x{h} pixels, more than max_pixels={max_pixels}"
+            else:
+                jpegs.append(i)
+    if jpegs:
+        raw = [torch.frombuffer(bytearray(encoded[i]), dtype=torch.uint8) for i in jpegs]
+        try:
+            for i, t in zip(jpegs, decode_jpeg(raw, mode=ImageReadMode.RGB, device=device), strict=True):
+                images[i] = t
+        except RuntimeError:  # one bad JPEG fails the batch: decode them one by one
+            for i, r in zip(jpegs, raw, strict=True):
+                try:
+                    images[i] = decode_jpeg(r, mode=ImageReadMode.RGB, device=device)
+                except RuntimeError:
+                    pass
+    for i in range(n):
+        if images[i] is None and errors[i] is None:
+            try:
+                pixels = read_image(encoded[i], None, max_pixels, {})[0]
+            except (ValueError, OSError) as exc:
+                errors[i] = f"{type(exc).__name__}: {exc}"
+                continue
+            images[i] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).to(device)
+    return images, errors
+
+
+def device_pixel_values(image_processor: Any, images: list[Any], device: str) -> Any:
+    """The processor's ``pixel_values`` of ``(3, H, W)`` uint8 tensors, computed on ``device``
+    when the processor runs on torch (transformers' torchvision backend), else on the CPU."""
+    import importlib
+
+    try:
+        torch_backend = getattr(importlib.import_module("transformers.image_processing_backends"), "TorchvisionBackend", None)
+    except ImportError:  # a transformers without backends: its processors take numpy
+        torch_backend = None
+    if torch_backend is not None and isinstance(image_processor, torch_backend):
+        return image_processor(images=images, device=device, return_tensors="pt")["pixel_values"]
+    arrays = [t.permute(1, 2, 0).cpu().numpy() for t in images]
+    return image_processor(images=arrays, return_tensors="pt")["pixel_values"].to(device)
