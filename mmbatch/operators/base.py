@@ -78,6 +78,12 @@ class Operator(Configured[C], ABC):
         """Outputs that only feed later steps (decoded pixels, waveforms): not written."""
         return set()
 
+    def upstream_config(self) -> dict[str, dict[str, Any]]:
+        """Config keys this step asks of the steps that produce its input columns (column ->
+        {key: value}); applied where the job file leaves the key unset. (A ctranslate2
+        ``transcribe`` asks ``decode_audio`` for faster-whisper's own resampling.)"""
+        return {}
+
     def media_inputs(self) -> set[str]:
         """Inputs holding encoded media that this step decodes: not written to ``rows/``
         (when they hold bytes) unless the job keeps them."""

@@ -46,6 +46,11 @@ class Transcribe(ModelOperator[TranscribeConfig]):
     def inputs(self) -> dict[str, str]:
         return {self.config.audio: "mono float32 waveform"}
 
+    def upstream_config(self) -> dict[str, dict[str, Any]]:
+        if self.config.backend == "ctranslate2":  # the samples faster-whisper itself would read
+            return {self.config.audio: {"resampler": "faster_whisper"}}
+        return {}
+
     def optional_inputs(self) -> dict[str, str]:
         return {self.config.reference: "reference transcript"} if self.config.reference else {}
 

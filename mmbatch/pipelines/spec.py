@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,25 @@ def metric_config(index: int, raw: dict[str, Any], source: str) -> MetricConfig:
     return config
 
 
+def link_steps(steps: list[Step]) -> list[Step]:
+    """Apply what each step asks of the step that produces one of its inputs
+    (``Operator.upstream_config``), for keys the job file leaves unset."""
+    steps = list(steps)
+    producer: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        for column, updates in step.build().upstream_config().items():
+            j = producer.get(column)
+            if j is None:
+                continue
+            config = steps[j].config
+            unset = {k: v for k, v in updates.items() if k in type(config).model_fields and k not in config.model_fields_set}
+            if unset:
+                steps[j] = replace(steps[j], config=config.model_copy(update=unset))
+        for column in step.build().outputs():
+            producer[column] = i
+    return steps
+
+
 def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
     if not isinstance(data, dict):
         raise JobSpecError(f"{source}: a job file is a mapping with name, input, steps, output")
@@ -231,7 +250,7 @@ def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
         jf = _JobFile(**data)
     except ValidationError as exc:
         raise JobSpecError(_fmt_pydantic(exc, source, list(_JobFile.model_fields))) from None
-    steps = [build_step(i, raw, source) for i, raw in enumerate(jf.steps)]
+    steps = link_steps([build_step(i, raw, source) for i, raw in enumerate(jf.steps)])
     metrics = [metric_config(i, raw, source) for i, raw in enumerate(jf.metrics)]
     job = Job(jf.name, jf.input, steps, jf.output, metrics, source)
     check_columns(job, source_columns(job))

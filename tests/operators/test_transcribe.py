@@ -330,3 +330,67 @@ def test_parquet_job_with_references_per_row_and_corpus_wer(tmp_path, tiny_model
     assert rows.column("cer").to_pylist() == [jiwer.cer(r, h) for r, h in zip(references, hyps, strict=True)]
     (metric,) = summary.metrics
     assert metric["value"] == jiwer.process_words(references, hyps).wer and metric["count"] == 6
+
+
+SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Please call Stella and ask her to bring these things.",
+             "Speech recognition at scale needs the same samples everywhere."]
+
+
+def espeak_files(folder) -> list:
+    """Real speech: espeak-ng (22.05 kHz 16-bit WAV, so resampling to 16 kHz matters), also
+    re-encoded as FLAC, MP3 and Ogg/Vorbis."""
+    import shutil
+    import subprocess
+
+    from mmbatch.operators.audio import read_audio
+    from mmbatch.testing.audio import encode_audio
+
+    assert shutil.which("espeak-ng"), "espeak-ng is installed by .ci/run (apt-get install espeak-ng)"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, text in enumerate(SENTENCES):
+        wav = folder / f"say-{i}.wav"
+        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
+        paths.append(wav)
+        native = read_audio(str(wav), sample_rate=22_050)[0]
+        for ext in ("flac", "mp3", "ogg"):
+            paths.append(folder / f"say-{i}.{ext}")
+            paths[-1].write_bytes(encode_audio(native, 22_050, ext))
+    return paths
+
+
+def test_ctranslate2_job_reads_audio_exactly_as_faster_whisper_does(ct2, tmp_path, run_job_dict):
+    """decode_audio feeding a ctranslate2 transcribe resamples as faster_whisper.decode_audio
+    (16-bit), so the job's transcripts equal faster-whisper transcribing the files itself."""
+    from faster_whisper import decode_audio
+
+    from mmbatch.pipelines.spec import job_from_dict
+
+    path, fw = ct2
+    files = espeak_files(tmp_path / "speech")
+    spec = {"input": {"path": str(tmp_path / "speech"), "format": "audio", "id_column": "path"},
+            "steps": [{"op": "decode_audio"},
+                      {"op": "transcribe", "backend": "ctranslate2", "model": str(path), "max_new_tokens": TOKENS,
+                       "resources": {"cpus": 0.5}}],
+            "output": {"path": str(tmp_path / "out")}}
+    job = job_from_dict({"name": "asr"} | spec)
+    assert job.steps[0].config.resampler == "faster_whisper"  # chosen for the ctranslate2 step
+    kept = job_from_dict({"name": "asr"} | spec | {"steps": [{"op": "decode_audio", "resampler": "float"}, spec["steps"][1]]})
+    assert kept.steps[0].config.resampler == "float"  # unless the job sets it
+
+    exact = make_op("decode_audio", resampler="faster_whisper")(pa.table({"audio": [str(p) for p in files]}))
+    floats = make_op("decode_audio")(pa.table({"audio": [str(p) for p in files]}))
+    from mmbatch.core.columns import column_to_python
+
+    for p, ours, flt in zip(files, column_to_python(exact.column("waveform")), column_to_python(floats.column("waveform")),
+                            strict=True):
+        assert np.array_equal(ours, decode_audio(str(p)))
+        assert not np.array_equal(flt, ours)  # the float resampler differs: that is why it matters
+
+    summary = run_job_dict(spec)
+    assert summary.rows == len(files) and summary.errors == 0
+    import pyarrow.parquet as pq
+
+    rows = {r["path"]: r["text"] for r in pq.read_table(tmp_path / "out" / "rows").to_pylist()}
+    for p in files:
+        assert rows[str(p)] == "".join(s.text for s in fw.transcribe(str(p), **FW)[0]).strip(), p.name
