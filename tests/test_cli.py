@@ -37,7 +37,11 @@ def test_validate_and_plan_print_steps_and_resources(tmp_path, capsys):
         "  - op: embed\n    model: m\n    resources: {gpus: 0.5, concurrency: [1, 4]}\n"
         f"output: {{path: {tmp_path}/out}}\n"
     )
-    assert main(["validate", str(job)]) == 0
+    # validate probes like run: the model 'm' is neither a folder nor in the (offline) hub cache
+    assert main(["validate", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert "steps[1] (op: embed): model m: not a local folder, and not in the Hugging Face cache" in err
+    assert main(["validate", "--no-probe", str(job)]) == 0
     assert main(["plan", str(job)]) == 0
     out = capsys.readouterr().out
     assert "OK (2 steps" in out

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
+
+from pydantic import BaseModel, Field
+
+
+class PathAccessKeys(BaseModel):
+    """The key of a step that opens files named in a column (a path instead of bytes)."""
+
+    allowed_roots: list[str] | None = Field(
+        None,
+        description="local folders a path column may name files under (default: the input's own folder); "
+        "other local paths are error rows; URLs (s3://, https://, ...) are always allowed",
+    )
+
+
+def check_path_allowed(path: str, roots: list[str] | None) -> None:
+    """Raise ``PermissionError`` unless ``path`` is a URL or a local path under one of
+    ``roots`` (after resolving links and ``..``). ``None``: no restriction."""
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    if roots is None or scheme not in ("", "file", "local"):
+        return
+    real = os.path.realpath(path.split("://", 1)[-1])
+    for root in roots:
+        base = os.path.realpath(root)
+        if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+            return
+    raise PermissionError(f"{path} is outside the allowed roots ({', '.join(roots) or 'none: the input is not local'})")
 
 
 @contextmanager

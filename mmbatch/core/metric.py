@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .columns import Column
 from .configured import Configured
+from .models import check_model_ref
 from .registry import Registry
 from .requirements import Requirements
 from .resources import Resources
@@ -104,6 +105,15 @@ class Metric(Configured[MC], ABC):
     def requirements(self) -> Requirements:
         """What this configured metric needs (an option may add a package or drop Java)."""
         return self.requires
+
+    def preflight(self) -> None:
+        """Checks with I/O before Ray starts: every model or file the config names can be
+        loaded (``ValueError`` otherwise)."""
+        config = self.config.model_dump()
+        for key in ("model", "weights", "reference_stats"):
+            value = config.get(key)
+            if isinstance(value, str) and value:
+                check_model_ref(value, config.get("storage_options"), f"{self.name} {key}")
 
     @abstractmethod
     def input_columns(self) -> list[str]:

@@ -137,3 +137,61 @@ class LoadKeys(BaseModel):
 
     def policy(self) -> LoadPolicy:
         return LoadPolicy(self.revision, self.allow_pickle, self.trust_remote_code, dict(self.storage_options))
+
+
+def fingerprint(path_or_url: str, storage_options: dict[str, Any] | None = None, revision: str | None = None) -> str:
+    """What identifies a model's weights: for a local folder or file and an object-store URL,
+    a hash of every file's name and size (and the content of small files: configs,
+    tokenizers); for a hub id, the id and revision."""
+    if protocol(path_or_url) in LOCAL_PROTOCOLS:
+        local = Path(path_or_url.split("://", 1)[-1]).expanduser()
+        if not local.exists():
+            return f"hub:{path_or_url}@{revision or 'main'}"
+        files = sorted(p for p in ([local] if local.is_file() else local.rglob("*")) if p.is_file())
+        h = hashlib.sha256()
+        for f in files:
+            size = f.stat().st_size
+            h.update(f"{f.relative_to(local) if f != local else f.name}:{size}\n".encode())
+            if size <= 1 << 20:
+                h.update(f.read_bytes())
+        return f"sha256:{h.hexdigest()[:16]}"
+    import fsspec
+
+    fs, remote = fsspec.core.url_to_fs(path_or_url, **(storage_options or {}))
+    entries = fs.find(remote, detail=True) if fs.isdir(remote) else {remote: fs.info(remote)}
+    h = hashlib.sha256()
+    for name, info in sorted(entries.items()):
+        h.update(f"{name}:{info.get('size')}:{info.get('ETag') or info.get('etag') or ''}\n".encode())
+    return f"sha256:{h.hexdigest()[:16]}"
+
+
+MODEL_FILES = ("config.json", "model_index.json", "model.bin", "model.safetensors", "preprocessor_config.json")
+"""A folder holding one of these is a model folder (transformers, diffusers, CTranslate2)."""
+
+
+def check_model_ref(ref: str, storage_options: dict[str, Any] | None = None, what: str = "model") -> None:
+    """Fail now, not in a worker after the data is read, when ``ref`` cannot be loaded: a
+    local path that does not exist or holds no model, an object-store URL with nothing
+    there, or (offline) a hub id that is not in the local cache. Raises ``ValueError``."""
+    if protocol(ref) not in LOCAL_PROTOCOLS:
+        import fsspec
+
+        fs, remote = fsspec.core.url_to_fs(ref, **(storage_options or {}))
+        if not fs.exists(remote):
+            raise ValueError(f"{what} {ref}: nothing there")
+        return
+    local = Path(ref.split("://", 1)[-1]).expanduser()
+    looks_local = ref.startswith(("/", ".", "~", "file://")) or ref.count("/") > 1 or local.exists()
+    if looks_local:
+        if not local.exists():
+            raise ValueError(f"{what} {ref}: no such file or folder")
+        if local.is_dir() and not any((local / name).exists() for name in MODEL_FILES):
+            raise ValueError(f"{what} {ref}: the folder holds no model ({', '.join(MODEL_FILES[:3])}, ...)")
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return
+        if not any(isinstance(try_to_load_from_cache(ref, name), str) for name in ("config.json", "model_index.json")):
+            raise ValueError(f"{what} {ref}: not a local folder, and not in the Hugging Face cache (HF_HUB_OFFLINE is set)")

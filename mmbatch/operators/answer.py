@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from mmbatch.core.columns import Column
+from mmbatch.core.files import PathAccessKeys
 
 from .base import register
 from .generation import GenerationConfig
@@ -17,7 +18,7 @@ from .image_text import chat_prompt, generate_texts, load_image_text_model
 from .model import ModelOperator
 
 
-class AnswerConfig(GenerationConfig):
+class AnswerConfig(GenerationConfig, PathAccessKeys):
     image: str = Field(
         "pixels",
         description="per row one image (HxWx3 pixels from decode_image) or several: an (N, H, W, 3) "
@@ -37,7 +38,7 @@ def template_fields(template: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(template) if f]
 
 
-def row_images(value: Any) -> list[Any]:
+def row_images(value: Any, allowed_roots: list[str] | None = None) -> list[Any]:
     """One row's images as PIL images: one HxWx3 array, an (N, H, W, 3) array, or a list of
     arrays / encoded bytes / paths. A missing image is an error."""
     from PIL import Image
@@ -52,7 +53,7 @@ def row_images(value: Any) -> list[Any]:
         if item is None:
             raise ValueError(f"image {k} of the row is missing (null)")
         if not isinstance(item, np.ndarray):
-            item = read_image(item, None, limits.max_pixels, limits.storage_options)[0]
+            item = read_image(item, None, limits.max_pixels, limits.storage_options, allowed_roots=allowed_roots)[0]
         images.append(Image.fromarray(np.asarray(item, dtype=np.uint8)))
     return images
 
@@ -122,7 +123,7 @@ class Answer(ModelOperator[AnswerConfig]):
         rows: dict[int, tuple[list[Any], str]] = {}
         for i in range(n):
             try:
-                images, text = row_images(batch[cfg.image][i]), self.question(batch, i)
+                images, text = row_images(batch[cfg.image][i], cfg.allowed_roots), self.question(batch, i)
                 if not self.chat and len(images) != 1:
                     raise ValueError(f"this model takes one image per question, the row has {len(images)}")
                 rows[i] = (images, chat_prompt(self.processor, text, len(images), cfg.image_token) or text)

@@ -10,7 +10,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import open_url
+from mmbatch.core.files import PathAccessKeys, check_path_allowed, open_url
 from mmbatch.core.requirements import Requirements
 
 from .base import OpConfig, Operator, map_rows, register
@@ -18,12 +18,13 @@ from .base import OpConfig, Operator, map_rows, register
 SILENCE_PEAK = 1e-4  # below -80 dBFS everywhere: silent
 
 
-class DecodeAudioConfig(OpConfig):
+class DecodeAudioConfig(OpConfig, PathAccessKeys):
     column: str = Field("audio", description="binary column of encoded audio, or string column of paths/URLs")
     output: str = Field("waveform", description="output column: mono float32 samples (not written)")
     sample_rate: int = Field(16_000, ge=1000, description="output sample rate (Whisper and Wav2Vec2: 16000)")
     max_duration: float | None = Field(
-        None, gt=0, description="seconds; longer files become error rows instead of filling memory"
+        14_400, gt=0, description="seconds (default 4 h); longer files become error rows instead of filling "
+        "memory; null: no limit"
     )
     reject_silence: bool = Field(False, description="make silent files error rows (default: valid rows)")
     resampler: Literal["float", "faster_whisper"] = Field(
@@ -131,10 +132,12 @@ def read_audio(
     max_duration: float | None = None,
     storage_options: dict[str, Any] | None = None,
     resampler: str = "float",
+    allowed_roots: list[str] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Bytes, or a local path / fsspec URL -> (mono float32 waveform, original sample rate)."""
     decode = decode_as_faster_whisper if resampler == "faster_whisper" else decode_file
     if isinstance(data, str):
+        check_path_allowed(data, allowed_roots)
         with open_url(data, storage_options) as f:
             return decode(f, sample_rate, max_duration)
     if not data:
@@ -185,7 +188,8 @@ class DecodeAudio(Operator[DecodeAudioConfig]):
         cfg = self.config
 
         def one(**row: Any) -> dict[str, Any]:
-            wave, orig = read_audio(row[cfg.column], cfg.sample_rate, cfg.max_duration, cfg.storage_options, cfg.resampler)
+            wave, orig = read_audio(row[cfg.column], cfg.sample_rate, cfg.max_duration, cfg.storage_options,
+                                    cfg.resampler, cfg.allowed_roots)
             if not np.isfinite(wave).all():
                 raise ValueError(f"audio holds {int((~np.isfinite(wave)).sum())} NaN/Inf samples")
             if cfg.reject_silence and float(np.abs(wave).max()) < SILENCE_PEAK:

@@ -78,6 +78,10 @@ class Operator(Configured[C], ABC):
         """Outputs that only feed later steps (decoded pixels, waveforms): not written."""
         return set()
 
+    def preflight(self) -> None:
+        """Checks with I/O, run before Ray starts (``mmbatch validate`` without
+        ``--no-probe``, and ``mmbatch run``): raise ``ValueError`` with what is wrong."""
+
     def upstream_config(self) -> dict[str, dict[str, Any]]:
         """Config keys this step asks of the steps that produce its input columns (column ->
         {key: value}); applied where the job file leaves the key unset. (A ctranslate2

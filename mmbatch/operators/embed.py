@@ -125,7 +125,7 @@ class Embed(ModelOperator[EmbedConfig]):
     def embed_encoded(self, encoded: Column) -> tuple[np.ndarray, list[str | None]]:
         """Embeddings of encoded images decoded and preprocessed on this worker's device;
         rows that cannot be decoded get an error and a zero row (masked as null)."""
-        images, errors = decode_batch(encoded, self.device, self.config.max_pixels)
+        images, errors = decode_batch(encoded, self.device, self.config.max_pixels, self.config.allowed_roots)
         good = [i for i, e in enumerate(errors) if e is None]
         if not good:
             return np.zeros((len(errors), 0), np.float32), errors

@@ -11,7 +11,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.models import torch_dtype
+from mmbatch.core.models import check_model_ref, torch_dtype
 from mmbatch.core.requirements import Requirements
 
 from .base import register
@@ -108,6 +108,11 @@ class Generate(ModelOperator[GenerateConfig]):
         o = self.config.output
         return {o: pa.binary(), f"{o}_width": pa.int64(), f"{o}_height": pa.int64(),
                 f"{o}_seed": pa.int64(), f"{o}_nsfw": pa.bool_()}  # fmt: skip
+
+    def preflight(self) -> None:
+        super().preflight()
+        if self.config.controlnet:
+            check_model_ref(self.config.controlnet, self.config.storage_options, "controlnet")
 
     def load_diffusers(self, cls: Any, path: str, **extra: Any) -> Any:
         """``cls.from_pretrained`` under the job's loading policy (as ``load_model``): dtype

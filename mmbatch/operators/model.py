@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
-from mmbatch.core.models import LoadKeys, torch_dtype
+from mmbatch.core.models import LoadKeys, check_model_ref, torch_dtype
 from mmbatch.core.requirements import Requirements
 from mmbatch.core.resources import Resources
 
@@ -66,6 +66,9 @@ class ModelOperator(Operator[MC]):
 
         torch.set_num_threads(1)  # one prepare task per CPU
         self.load_processors(self.policy.local(self.config.model))
+
+    def preflight(self) -> None:
+        check_model_ref(self.config.model, self.config.storage_options)
 
     def load(self, path: str) -> None:
         """Load model and processor from ``path`` (a local folder or a hub id)."""

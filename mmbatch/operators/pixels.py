@@ -8,14 +8,15 @@ import io
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mmbatch.core.columns import Column
+from mmbatch.core.files import PathAccessKeys
 
 from .image import DecodeImageConfig, read_image
 
 
-class DeviceDecodeKeys(BaseModel):
+class DeviceDecodeKeys(PathAccessKeys):
     """The keys of a vision step that can decode its images itself."""
 
     decode_on_device: bool = Field(
@@ -43,7 +44,9 @@ def _declared_size(data: bytes) -> tuple[int, int]:
         return img.size
 
 
-def decode_batch(encoded: Column, device: str, max_pixels: int) -> tuple[list[Any], list[str | None]]:
+def decode_batch(
+    encoded: Column, device: str, max_pixels: int, allowed_roots: list[str] | None = None
+) -> tuple[list[Any], list[str | None]]:
     """Encoded images -> RGB ``(3, H, W)`` uint8 tensors on ``device``, and one error (or
     None) per row. JPEGs are decoded in one batched ``torchvision.io.decode_jpeg`` on the
     device (nvJPEG on CUDA, libjpeg-turbo on a CPU); any row it refuses (PNG, CMYK, corrupt)
@@ -81,8 +84,8 @@ def decode_batch(encoded: Column, device: str, max_pixels: int) -> tuple[list[An
     for i in range(n):
         if images[i] is None and errors[i] is None:
             try:
-                pixels = read_image(encoded[i], None, max_pixels, {})[0]
-            except (ValueError, OSError) as exc:
+                pixels = read_image(encoded[i], None, max_pixels, {}, allowed_roots=allowed_roots)[0]
+            except (ValueError, OSError) as exc:  # PermissionError: a path outside the allowed roots
                 errors[i] = f"{type(exc).__name__}: {exc}"
                 continue
             images[i] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).to(device)

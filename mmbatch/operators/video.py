@@ -11,14 +11,14 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import read_bytes
+from mmbatch.core.files import PathAccessKeys, check_path_allowed, read_bytes
 from mmbatch.core.requirements import Requirements
 
 from .base import OpConfig, Operator, map_rows, register
 from .labels import Classifier, LabelConfig, label_names
 
 
-class DecodeVideoConfig(OpConfig):
+class DecodeVideoConfig(OpConfig, PathAccessKeys):
     column: str = Field("video", description="binary column of encoded videos, or string column of paths/URLs")
     output: str = Field("frames", description="output column: (N, H, W, 3) uint8 RGB frames (not written)")
     num_frames: int = Field(16, ge=1, description="frames sampled evenly from the first to the last frame")
@@ -34,7 +34,7 @@ def _open(data: bytes) -> Any:
     try:
         container = av.open(io.BytesIO(data))
     except av.error.FFmpegError as exc:
-        raise ValueError(f"not a decodable video ({len(data)} bytes, starts with {data[:8]!r}): {exc}") from None
+        raise ValueError(f"not a decodable video ({len(data)} bytes, starting {data[:8].hex()}): {exc}") from None
     if not container.streams.video:
         container.close()
         raise ValueError(f"no video stream ({len(data)} bytes; truncated or not a video)")
@@ -49,6 +49,7 @@ def read_video(data: bytes | str, cfg: DecodeVideoConfig) -> dict[str, Any]:
     container has none (WebM, MKV), from counting packets. ``fps`` sampling keeps the first frame
     at or after each multiple of ``1/fps`` seconds from the first frame."""
     if isinstance(data, str):
+        check_path_allowed(data, cfg.allowed_roots)
         data = read_bytes(data, cfg.storage_options)
     if not data:
         raise ValueError("empty video (0 bytes)")

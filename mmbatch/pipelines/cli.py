@@ -29,11 +29,17 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(args: argparse.Namespace, probe: bool = True) -> Job:
+def _load(args: argparse.Namespace, probe: str = "columns") -> Job:
+    """The job, validated. ``probe``: ``none`` (no I/O), ``columns`` (column chaining checked
+    against the input's schema) or ``full`` (also: the input scanned -- ids, shards -- the
+    models found, the output probed for writing: what ``run`` checks before Ray starts)."""
     job = load_job(args.job, args.overrides)
-    if probe and job.input.format == "parquet" and job.input.columns is None:
-        from .io import probe_columns
+    if probe == "none":
+        check_columns(job, source_columns(job))
+        return job
+    from .io import probe_columns
 
+    if job.input.format == "parquet" and job.input.columns is None:
         try:
             columns = probe_columns(job.input.path, job.input.storage_options)
         except (FileNotFoundError, OSError) as exc:
@@ -41,11 +47,22 @@ def _load(args: argparse.Namespace, probe: bool = True) -> Job:
         check_columns(job, columns)
     else:
         check_columns(job, source_columns(job))
+    if probe == "full":
+        from .inputs import scan_input
+        from .io import probe_writable
+        from .spec import preflight
+
+        scan_input(job.input)
+        preflight(job)
+        try:
+            probe_writable(job.output.path, job.output.storage_options)
+        except OSError as exc:
+            raise JobSpecError(f"{args.job}: {exc}") from None
     return job
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    job = _load(args, probe=not args.no_probe)
+    job = _load(args, probe="none" if args.no_probe else "full")
     print(f"{args.job}: OK ({len(job.steps)} steps, {len(job.metrics)} metrics)")
     return 0
 
@@ -77,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address,
         resume=args.resume,
         overwrite=args.overwrite,
+        retry_errors=args.retry_errors,
         cpu_only=args.cpu,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
@@ -135,6 +153,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     os.environ["MMBATCH_QUICKSTART"] = str(root)
     args.overrides = list(args.overrides)
     args.resume = False
+    args.retry_errors = False
     args.overwrite = True
     args.address = None
     args.cpu = False
@@ -156,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a job file (keys, ops, column chaining) without running models")
     _job_args(p)
-    p.add_argument("--no-probe", action="store_true", help="do not read the input's schema")
+    p.add_argument("--no-probe", action="store_true",
+                   help="no I/O: do not scan the input, look for the models or probe the output")
     p.set_defaults(fn=cmd_validate)
 
     p = sub.add_parser("plan", help="print the steps, columns and resources a run would use")
@@ -169,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     _job_args(p)
     p.add_argument("--address", default=None,
                    help="Ray cluster: 'auto' or ray://host:10001 (default: start a local Ray in-process)")
-    p.add_argument("--resume", action="store_true", help="skip rows whose ids are already in the output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same job: rows already written are not redone; "
+                        "a changed job is refused, a finished one is left as it is")
+    p.add_argument("--retry-errors", action="store_true", help="like --resume, and redo the rows in errors/")
     p.add_argument("--overwrite", action="store_true", help="delete an existing output first")
     p.add_argument("--cpu", action="store_true", help="drop every GPU request and run on CPUs")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")

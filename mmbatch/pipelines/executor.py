@@ -19,6 +19,7 @@ from mmbatch.core.columns import is_tensor_type
 from mmbatch.operators.base import ERROR, AnyOperator
 
 from . import io
+from .inputs import InputScan
 from .planning import PlannedStep
 from .spec import Job, JobSpecError
 
@@ -55,8 +56,14 @@ class _StepStats:
     def __init__(self) -> None:
         self.by_step: dict[str, dict[str, float]] = {}
         self.workers: dict[str, set[str]] = {}
+        self.batches: set[tuple[str, str]] = set()
 
-    def record(self, label: str, worker: str, delta: dict[str, float]) -> None:
+    def record(self, label: str, worker: str, batch: str, delta: dict[str, float]) -> None:
+        """Add a worker's counters for one batch -- once: a batch Ray retries (a task or an
+        actor that died) is processed again, but counted only the first time."""
+        if (label, batch) in self.batches:
+            return
+        self.batches.add((label, batch))
         s = self.by_step.setdefault(label, {"rows": 0, "errors": 0, "seconds": 0.0, "builds": 0})
         for k, v in delta.items():
             s[k] = max(s.get(k, 0), v) if k in MAX_STATS else s.get(k, 0) + v
@@ -80,7 +87,7 @@ class _Reporter:
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
         self.sent: dict[str, float] = {}
 
-    def report(self, op: AnyOperator, builds: int = 0) -> None:
+    def report(self, op: AnyOperator, batch: str, builds: int = 0) -> None:
         delta: dict[str, float] = {
             k: v if k in MAX_STATS else v - self.sent.get(k, 0) for k, v in op.stats.items()
         }
@@ -88,7 +95,7 @@ class _Reporter:
         if builds:
             delta["builds"] = builds
         if self.stats is not None:
-            self.stats.record.remote(self.label, self.worker, delta)
+            self.stats.record.remote(self.label, self.worker, batch, delta)
 
 
 # -- Ray Data callables ------------------------------------------------------------------
@@ -111,8 +118,8 @@ class StepActor:
     Each step gets a subclass named after its operator (``EmbedActor``), which is what
     Ray's progress and dashboard show."""
 
-    def __init__(self, planned: PlannedStep, stats: Any) -> None:
-        self.planned = planned
+    def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
+        self.planned, self.id_column = planned, id_column
         self.op = planned.build()
         self.op.setup()
         self.reporter = _Reporter(stats, planned.name)
@@ -120,7 +127,7 @@ class StepActor:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         out = _dropped(self.op(table), self.planned.drop, self.planned.drop_binary)
-        self.reporter.report(self.op, self.built)
+        self.reporter.report(self.op, io.unit_name(table.column(self.id_column)), self.built)
         self.built = 0
         return out
 
@@ -137,8 +144,8 @@ class StepTask:
     """A stateless stage run as Ray tasks (``DecodeImageTask``, ``EmbedPrepareTask``); the
     operator is built once per worker process."""
 
-    def __init__(self, planned: PlannedStep, stats: Any) -> None:
-        self.planned, self.stats = planned, stats
+    def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
+        self.planned, self.stats, self.id_column = planned, stats, id_column
 
     def operator(self) -> tuple[AnyOperator, _Reporter, int]:
         key = f"{self.planned.step.fingerprint}|prepare={self.planned.prepare}"
@@ -155,7 +162,7 @@ class StepTask:
     def __call__(self, table: pa.Table) -> pa.Table:
         op, reporter, built = self.operator()
         out = _dropped(op(table), self.planned.drop, self.planned.drop_binary)
-        reporter.report(op, built)
+        reporter.report(op, io.unit_name(table.column(self.id_column)), built)
         return out
 
 
@@ -167,8 +174,12 @@ def worker_class(planned: PlannedStep) -> type[StepActor] | type[StepTask]:
     return type(f"{name}{suffix}", (base,), {"__module__": __name__})
 
 
-def _prepare(table: pa.Table, id_column: str, file_column: str | None, done: frozenset[Any] | None) -> pa.Table:
-    """Name raw-file columns, check the id, add the error column, drop finished rows."""
+def _prepare(
+    table: pa.Table, id_column: str, file_column: str | None, done: frozenset[Any] | None,
+    duplicates: dict[Any, int] | None,
+) -> pa.Table:
+    """Name raw-file columns, check the id, add the error column, drop finished rows, and
+    make rows whose id other rows share error rows (``input.duplicate_ids: error``)."""
     if file_column is not None and "bytes" in table.column_names:
         table = table.rename_columns([file_column if c == "bytes" else c for c in table.column_names])
     if id_column not in table.column_names:
@@ -177,6 +188,12 @@ def _prepare(table: pa.Table, id_column: str, file_column: str | None, done: fro
         raise JobSpecError(f"input.id_column '{id_column}' has null ids; every row needs an id")
     if ERROR not in table.column_names:
         table = table.append_column(ERROR, pa.nulls(table.num_rows, pa.string()))
+    if duplicates:
+        errors = [
+            f"input: duplicate id: {duplicates[i]} rows have id {i!r}" if i in duplicates else e
+            for i, e in zip(table.column(id_column).to_pylist(), table.column(ERROR).to_pylist(), strict=True)
+        ]
+        table = table.set_column(table.column_names.index(ERROR), ERROR, pa.array(errors, pa.string()))
     if done:
         import pyarrow.compute as pc
 
@@ -197,16 +214,21 @@ CPU_TASK: dict[str, Any] = {"max_calls": 0}
 BLOCK_BYTES = 32 * 1024 * 1024
 
 
-def read_source(job: Job, done: frozenset[Any] | None = None) -> Any:
-    """The job's input as a Ray Dataset of bounded blocks (``input.block_rows`` rows, at most
-    :data:`BLOCK_BYTES`), with ids checked and an ``error`` column."""
+def read_source(job: Job, scan: InputScan | None = None, done: frozenset[Any] | None = None) -> Any:
+    """The job's input (the files of ``scan``, else listed anew) as a Ray Dataset of bounded
+    blocks (``input.block_rows`` rows, at most :data:`BLOCK_BYTES`), with ids checked and an
+    ``error`` column."""
     from ray.data import DataContext
 
     inp = job.input
     fmt = inp.file_format
     ctx = DataContext.get_current()
     ctx.target_max_block_size = min(ctx.target_max_block_size or BLOCK_BYTES, BLOCK_BYTES)
-    fs, files = io.list_files(inp.path, fmt.extensions, inp.storage_options)
+    if scan is None:
+        fs, files = io.list_files(inp.path, fmt.extensions, inp.storage_options)
+    else:
+        first = inp.path if isinstance(inp.path, str) else inp.path[0]
+        fs, files = io.filesystem(first, inp.storage_options)[0], scan.paths
     ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns)
     if fmt.file_column is not None and not io.is_local(fs):
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
@@ -216,7 +238,7 @@ def read_source(job: Job, done: frozenset[Any] | None = None) -> Any:
     return ds.map_batches(
         _prepare,
         batch_format="pyarrow",
-        fn_args=(inp.id_column, fmt.file_column, done),
+        fn_args=(inp.id_column, fmt.file_column, done, scan.duplicates if scan else None),
         batch_size=None,
         **CPU_TASK,
     )
@@ -233,7 +255,7 @@ class _FullPaths:
         return t.set_column(t.column_names.index("path"), "path", paths)
 
 
-def add_steps(ds: Any, planned: list[PlannedStep], stats: Any) -> Any:
+def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -> Any:
     from ray.data import ActorPoolStrategy
 
     for p in planned:
@@ -250,21 +272,25 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any) -> Any:
             if r.gpus:  # two calls per actor: one batch's conversion and copies overlap the other's compute
                 overlap = {"max_concurrent_calls_per_actor": 2, "enable_true_multi_threading": True}
             pool = ActorPoolStrategy(min_size=lo, max_size=hi, **overlap)
-            ds = ds.map_batches(cls, fn_constructor_args=(p, stats), compute=pool, **kwargs)
+            ds = ds.map_batches(cls, fn_constructor_args=(p, stats, id_column), compute=pool, **kwargs)
         else:
             if not p.prepare and (r.pool[1] > 1 or not isinstance(r.concurrency, int) or r.concurrency != 1):
                 kwargs["concurrency"] = r.pool[1]
-            ds = ds.map_batches(cls(p, stats), **kwargs, **({} if r.gpus else CPU_TASK))
+            ds = ds.map_batches(cls(p, stats, id_column), **kwargs, **({} if r.gpus else CPU_TASK))
     return ds
 
 
 def _make_sink(
-    out_path: str, storage_options: dict[str, Any], drop: set[str], drop_binary: set[str], step_outputs: set[str]
+    out_path: str, storage_options: dict[str, Any], id_column: str, drop: set[str], drop_binary: set[str],
+    step_outputs: set[str],
 ) -> Any:
     from ray.data import Datasink
 
     class SplitParquetSink(Datasink[dict[str, Any]]):
-        """Writes each write task's blocks as one file under rows/ and one under errors/.
+        """Writes each write task's blocks as one file under rows/ and one under errors/,
+        both named after the ids they hold (``io.unit_name``): a retried task rewrites the
+        same files instead of adding copies. errors/ is written first, so a unit whose
+        rows/ file is there is complete.
 
         errors/ holds a failed row's input columns and ``error`` (which names the step and
         the cause), never step outputs: a row that failed at step 2 would otherwise carry
@@ -297,9 +323,10 @@ def _make_sink(
                 io.ROWS: table.filter(pc.invert(failed)).drop_columns([ERROR]),
                 io.ERRORS: table.filter(failed).drop_columns([c for c in table.column_names if c in step_outputs]),
             }
-            for sub, part in parts.items():
-                if part.num_rows:
-                    io.write_parquet_atomic(part, fs, f"{root}/{sub}", f"part-{ctx.task_idx:05d}")
+            name = io.unit_name(table.column(id_column))
+            for sub in (io.ERRORS, io.ROWS):
+                if parts[sub].num_rows:
+                    io.write_parquet_atomic(parts[sub], fs, f"{root}/{sub}", name)
                     counts["files"] += 1
             counts["rows"] = parts[io.ROWS].num_rows
             counts["errors"] = parts[io.ERRORS].num_rows
@@ -325,7 +352,7 @@ class StepsResult:
 
 
 def run_steps(
-    job: Job, planned: list[PlannedStep], drop: set[str], drop_binary: set[str], done: frozenset[Any]
+    job: Job, scan: InputScan, planned: list[PlannedStep], drop: set[str], drop_binary: set[str], done: frozenset[Any]
 ) -> StepsResult:
     """Run the job's stages over its input (minus ``done`` ids) and write rows/ and errors/;
     ``drop``/``drop_binary`` are left out of what is written, wherever they still remain."""
@@ -333,9 +360,9 @@ def run_steps(
 
     out = job.output
     stats = _stats_actor()
-    ds = add_steps(read_source(job, done or None), planned, stats)
+    ds = add_steps(read_source(job, scan, done or None), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
-    sink = _make_sink(out.path, out.storage_options, drop, drop_binary, outputs)
+    sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs)
     ds.write_datasink(sink)
     steps = ray.get(stats.get.remote())
     ray.kill(stats)

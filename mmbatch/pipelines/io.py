@@ -5,7 +5,9 @@ No Ray here: the executor calls these from its read/write tasks.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import posixpath
 import uuid
 from typing import Any
@@ -92,17 +94,25 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return protocol in ("file", "local")
 
 
-def write_parquet_atomic(table: pa.Table, fs: fsspec.AbstractFileSystem, directory: str, prefix: str) -> str:
-    """Write ``table`` to ``directory/prefix-<uuid>.parquet`` so that readers never see a
-    partial file: local files are renamed into place, object-store uploads appear whole."""
+def unit_name(ids: pa.Array | pa.ChunkedArray) -> str:
+    """``part-<hash>``: the name of the output files of one unit of work, from the ids it
+    holds (in any order). A retried write of the same rows gets the same name and replaces
+    its files instead of adding to them."""
+    digest = hashlib.sha256("\0".join(sorted(map(str, ids.to_pylist()))).encode()).hexdigest()
+    return f"part-{digest[:24]}"
+
+
+def write_parquet_atomic(table: pa.Table, fs: fsspec.AbstractFileSystem, directory: str, name: str) -> str:
+    """Write ``table`` as ``directory/<name>.parquet``, replacing a file of that name, so that
+    readers never see a partial file: local files are written aside and renamed into place,
+    object-store uploads appear whole."""
     fs.makedirs(directory, exist_ok=True)
-    name = f"{prefix}-{uuid.uuid4().hex[:12]}.parquet"
-    final = posixpath.join(directory, name)
-    target = posixpath.join(directory, f".{name}.inprogress") if is_local(fs) else final
+    final = posixpath.join(directory, f"{name}.parquet")
+    target = posixpath.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.inprogress") if is_local(fs) else final
     with fs.open(target, "wb") as f:
         pq.write_table(table, f)
     if target != final:
-        fs.mv(target, final)
+        os.replace(target, final)
     return final
 
 
@@ -111,36 +121,91 @@ def output_exists(path: str, storage_options: dict[str, Any] | None = None) -> b
     return any(fs.exists(posixpath.join(root, d)) for d in (ROWS, ERRORS))
 
 
+def output_files(path: str, sub: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The committed Parquet files under ``<output>/<sub>`` (not in-progress ones)."""
+    fs, root = filesystem(path, storage_options)
+    d = posixpath.join(root, sub)
+    if not fs.exists(d):
+        return []
+    return [f for f in sorted(fs.find(d))
+            if f.endswith(".parquet") and not posixpath.basename(f).startswith((".", "_"))]
+
+
+def read_ids(path: str, id_column: str, sub: str, storage_options: dict[str, Any] | None = None) -> list[Any]:
+    """Every id under ``<output>/<sub>`` (``rows`` or ``errors``), one per written row."""
+    fs, _ = filesystem(path, storage_options)
+    ids: list[Any] = []
+    for f in output_files(path, sub, storage_options):
+        with fs.open(f, "rb") as fh:
+            ids += pq.read_table(fh, columns=[id_column]).column(id_column).to_pylist()
+    return ids
+
+
+def remove_files(path: str, sub: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Delete the committed files under ``<output>/<sub>``; returns how many."""
+    fs, _ = filesystem(path, storage_options)
+    files = output_files(path, sub, storage_options)
+    for f in files:
+        fs.rm(f)
+    return len(files)
+
+
 def read_done_ids(path: str, id_column: str, storage_options: dict[str, Any] | None = None) -> set[Any]:
     """Ids already written under ``<output>/rows`` and ``<output>/errors`` (for resume)."""
-    fs, root = filesystem(path, storage_options)
-    done: set[Any] = set()
-    for sub in (ROWS, ERRORS):
-        d = posixpath.join(root, sub)
-        if not fs.exists(d):
-            continue
-        for f in sorted(fs.find(d)):
-            if posixpath.basename(f).startswith((".", "_")) or not f.endswith(".parquet"):
-                continue
-            with fs.open(f, "rb") as fh:
-                done.update(pq.read_table(fh, columns=[id_column]).column(id_column).to_pylist())
-    return done
+    return {i for sub in (ROWS, ERRORS) for i in read_ids(path, id_column, sub, storage_options)}
+
+
+def written_counts(path: str, id_column: str, storage_options: dict[str, Any] | None = None) -> tuple[int, int, list[Any]]:
+    """(rows, error rows, ids written more than once) of an output, read back from its files."""
+    from collections import Counter
+
+    rows = read_ids(path, id_column, ROWS, storage_options)
+    errors = read_ids(path, id_column, ERRORS, storage_options)
+    twice = [i for i, n in Counter(rows + errors).items() if n > 1]
+    return len(rows), len(errors), twice
 
 
 def clear_output(path: str, storage_options: dict[str, Any] | None = None) -> None:
     fs, root = filesystem(path, storage_options)
-    for sub in (ROWS, ERRORS, METRICS, SUMMARY):
+    for sub in (ROWS, ERRORS, METRICS, SUMMARY, "manifest.json"):
         p = posixpath.join(root, sub)
         if fs.exists(p):
             fs.rm(p, recursive=True)
 
 
 def write_json(path: str, name: str, payload: dict[str, Any], storage_options: dict[str, Any] | None = None) -> str:
+    """``<path>/<name>`` as indented JSON, replaced whole (never seen half-written)."""
     fs, root = filesystem(path, storage_options)
     fs.makedirs(root, exist_ok=True)
-    target = posixpath.join(root, name)
+    final = posixpath.join(root, name)
+    target = posixpath.join(root, f".{name}.{uuid.uuid4().hex[:8]}.inprogress") if is_local(fs) else final
     with fs.open(target, "w") as f:
         json.dump(payload, f, indent=2, default=str)
-    return unstrip(fs, target)
+    if target != final:
+        os.replace(target, final)
+    return unstrip(fs, final)
+
+
+def read_json(path: str, name: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    fs, root = filesystem(path, storage_options)
+    target = posixpath.join(root, name)
+    if not fs.exists(target):
+        return None
+    with fs.open(target, "r") as f:
+        data: dict[str, Any] = json.load(f)
+    return data
+
+
+def probe_writable(path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Write and remove a small file under ``path``; raise ``OSError`` naming the path."""
+    fs, root = filesystem(path, storage_options)
+    probe = posixpath.join(root, f".mmbatch-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        fs.makedirs(root, exist_ok=True)
+        with fs.open(probe, "wb") as f:
+            f.write(b"ok")
+        fs.rm(probe)
+    except Exception as exc:  # noqa: BLE001 - any failure means: cannot write the output here
+        raise OSError(f"output {path} is not writable: {type(exc).__name__}: {exc}") from None
 
 

@@ -130,7 +130,7 @@ def run_metrics(job: Job) -> list[dict[str, Any]]:
             "details": {k: float(v) for k, v in result.details.items()},
         })
         if result.row_scores:
-            io.write_parquet_atomic(pa.table(result.row_scores), fs, f"{root}/{io.METRICS}", f"{metric.output_name}-rows")
+            io.write_parquet_atomic(pa.table(result.row_scores), fs, f"{root}/{io.METRICS}", f"{metric.output_name}-rows")  # replaces a rerun's
     if results:
         table = pa.Table.from_pylist([r | {"details": list(r["details"].items())} for r in results], schema=METRICS_SCHEMA)
         io.write_parquet_atomic(table, fs, f"{root}/{io.METRICS}", "metrics")

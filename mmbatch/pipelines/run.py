@@ -1,5 +1,10 @@
-"""``run_job``: a validated job from start to summary -- output checks, resume, the steps
-on Ray Data, the metric passes, and ``summary.json``."""
+"""``run_job``: a validated job from start to summary.
+
+Before Ray starts: the output is probed for writing, the input is scanned (files, ids,
+duplicates, corrupt shards), and an earlier run's manifest is held against this job
+(``--resume`` refuses a changed job; an unchanged finished run is a no-op). Then the steps
+run on Ray Data, every id is checked to be written exactly once, the metric passes run, and
+``summary.json`` and ``manifest.json`` record the result."""
 
 from __future__ import annotations
 
@@ -7,10 +12,28 @@ import time
 
 from . import io
 from .executor import cluster_resources, init_ray, run_steps
+from .inputs import scan_input
+from .manifest import Manifest, read_manifest
 from .metric_passes import run_metrics
 from .planning import JobRunError, assign_drops, check_cluster, dropped_columns, plan_steps
-from .spec import Job
+from .spec import Job, preflight
 from .summary import RunSummary
+
+
+def _refuse_changed(previous: Manifest, manifest: Manifest, path: str) -> None:
+    changes = previous.step_changes(manifest)
+    if changes:
+        more = f" (and {len(changes) - 1} more changes)" if len(changes) > 1 else ""
+        raise JobRunError(
+            f"--resume refused: {changes[0]}{more}; {path} holds the rows of the earlier job. "
+            "Pass --overwrite to replace them, or give this job a new output.path"
+        )
+
+
+def _intact(job: Job, previous: Manifest) -> bool:
+    """The output still holds what the finished run wrote (no file lost since)."""
+    rows, errors, twice = io.written_counts(job.output.path, job.input.id_column, job.output.storage_options)
+    return not twice and previous.counts.get("rows") == rows and previous.counts.get("errors") == errors
 
 
 def run_job(
@@ -19,38 +42,76 @@ def run_job(
     address: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    retry_errors: bool = False,
     cpu_only: bool = False,
     num_cpus: int | None = None,
     num_gpus: int | None = None,
 ) -> RunSummary:
-    """Run ``job`` to completion and return its summary (also written to the output)."""
-    out = job.output
+    """Run ``job`` to completion and return its summary (also written to the output).
+
+    ``resume`` continues an interrupted run of the same job (rows already in ``rows/`` or
+    ``errors/`` are not redone); ``retry_errors`` also redoes the rows in ``errors/``."""
+    out, so = job.output, job.output.storage_options
     start = time.perf_counter()
-    if job.steps and io.output_exists(out.path, out.storage_options):
+    try:
+        io.probe_writable(out.path, so)
+    except OSError as exc:
+        raise JobRunError(str(exc)) from None
+    scan = scan_input(job.input)
+    preflight(job)
+    manifest = Manifest.of(job, scan)
+    previous = read_manifest(out.path, so)
+    continuing = resume or retry_errors
+    if job.steps and (previous is not None or io.output_exists(out.path, so)):
         if overwrite:
-            io.clear_output(out.path, out.storage_options)
-        elif not resume:
+            io.clear_output(out.path, so)
+            previous = None
+        elif not continuing:
             raise JobRunError(
                 f"output {out.path} already holds rows/ or errors/; pass --resume to continue "
                 "that run or --overwrite to replace it"
             )
-    done = frozenset(io.read_done_ids(out.path, job.input.id_column, out.storage_options)) if resume else frozenset()
+        elif previous is not None:
+            _refuse_changed(previous, manifest, out.path)
+            if (
+                previous.state == "complete" and not retry_errors and previous.metrics == manifest.metrics
+                and previous.inputs == manifest.inputs and _intact(job, previous)
+            ):
+                last = io.read_json(out.path, io.SUMMARY, so)
+                summary = RunSummary.from_dict(last) if last else RunSummary(job.name, out.path, 0, 0, 0, 0, 0.0)
+                summary.note = "nothing left to do: the output is complete (no Ray started, no model loaded)"
+                return summary
+    if retry_errors:
+        io.remove_files(out.path, io.ERRORS, so)  # their rows are redone (a crash now: --resume redoes them)
+    done = frozenset(io.read_done_ids(out.path, job.input.id_column, so)) if continuing else frozenset()
+    manifest.save(out.path, so)
+
     init_ray(address, num_cpus, num_gpus)
     planned = plan_steps(job, cpu_only)
     check_cluster(planned, cluster_resources())
-
-    summary = RunSummary(job.name, out.path, 0, 0, 0, len(done), 0.0)
+    summary = RunSummary(job.name, out.path, scan.rows, 0, 0, len(done), 0.0)
     if job.steps:
         always, media = dropped_columns(job, planned)
         assign_drops(planned, always, media)
-        result = run_steps(job, planned, always, media, done)
-        summary.rows, summary.errors, summary.steps = result.rows, result.errors, result.steps
+        result = run_steps(job, scan, planned, always, media, done)
+        summary.steps = result.steps
         summary.columns_dropped_at_writer = result.late_columns
-        summary.input_rows = summary.rows + summary.errors
+        summary.rows, summary.errors, twice = io.written_counts(out.path, job.input.id_column, so)
+        if twice:
+            raise JobRunError(f"{len(twice)} ids are written more than once under {out.path}, e.g. {twice[:3]}")
+        if summary.rows + summary.errors != scan.rows:
+            raise JobRunError(
+                f"counts do not add up: the input holds {scan.rows} rows, {out.path} holds "
+                f"{summary.rows} rows + {summary.errors} error rows"
+            )
     if job.metrics:
         summary.metrics = run_metrics(job)
+    summary.skipped_files = scan.skipped
     summary.wall_seconds = time.perf_counter() - start
-    io.write_json(out.path, io.SUMMARY, summary.as_dict(), out.storage_options)
+    io.write_json(out.path, io.SUMMARY, summary.as_dict(), so)
+    manifest.state = "complete"
+    manifest.counts = {"input_rows": scan.rows, "rows": summary.rows, "errors": summary.errors}
+    manifest.save(out.path, so)
     return summary
 
 

@@ -9,11 +9,12 @@ and the key.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -48,6 +49,12 @@ class InputSpec(_Strict):
         "rows (and 32 MiB), each written when done, so memory stays flat and a crash loses little"
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
+    duplicate_ids: Literal["refuse", "error"] = Field(
+        "refuse", description="ids held by several rows: refuse the job before it runs, or make those rows error rows"
+    )
+    on_bad_file: Literal["error", "skip"] = Field(
+        "error", description="an unreadable Parquet shard: refuse the job naming it, or skip it (listed in the manifest)"
+    )
 
     @field_validator("format")
     @classmethod
@@ -108,6 +115,8 @@ class Job:
     output: OutputSpec
     metrics: list[MetricConfig] = field(default_factory=list)
     source: str = "<job>"
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The job as resolved: the file after ``${ENV}`` and overrides, before validation."""
 
 
 # -- loading --------------------------------------------------------------------------
@@ -243,6 +252,28 @@ def link_steps(steps: list[Step]) -> list[Step]:
     return steps
 
 
+def input_roots(inp: InputSpec) -> list[str]:
+    """The local folders the input lives in (a folder, or a file's or glob's folder)."""
+    roots = []
+    for item in [inp.path] if isinstance(inp.path, str) else inp.path:
+        if "://" in item and not item.startswith("file://"):
+            continue
+        local = os.path.expanduser(item.removeprefix("file://"))
+        if any(ch in local for ch in "*?["):
+            local = local[: min(local.index(ch) for ch in "*?[" if ch in local)]
+        roots.append(os.path.abspath(local if os.path.isdir(local) else os.path.dirname(local) or "."))
+    return roots
+
+
+def with_input_roots(step: Step, roots: list[str]) -> Step:
+    """A step that opens files named in a column may open those under the input's own
+    folders, unless the job file says where (``allowed_roots``)."""
+    config = step.config
+    if "allowed_roots" in type(config).model_fields and "allowed_roots" not in config.model_fields_set:
+        return replace(step, config=config.model_copy(update={"allowed_roots": roots}))
+    return step
+
+
 def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
     if not isinstance(data, dict):
         raise JobSpecError(f"{source}: a job file is a mapping with name, input, steps, output")
@@ -251,10 +282,27 @@ def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
     except ValidationError as exc:
         raise JobSpecError(_fmt_pydantic(exc, source, list(_JobFile.model_fields))) from None
     steps = link_steps([build_step(i, raw, source) for i, raw in enumerate(jf.steps)])
+    steps = [with_input_roots(step, input_roots(jf.input)) for step in steps]
     metrics = [metric_config(i, raw, source) for i, raw in enumerate(jf.metrics)]
-    job = Job(jf.name, jf.input, steps, jf.output, metrics, source)
+    job = Job(jf.name, jf.input, steps, jf.output, metrics, source, copy.deepcopy(data))
     check_columns(job, source_columns(job))
     return job
+
+
+def preflight(job: Job) -> None:
+    """The checks that need I/O, before any Ray work: every model, ControlNet, metric model
+    or weights file the job names can be found (a local path exists and holds a model, an
+    object-store URL has something there, a hub id is cached when offline)."""
+    for step in job.steps:
+        try:
+            step.build().preflight()
+        except ValueError as exc:
+            raise JobSpecError(f"{job.source}: {step.label.split(' ')[0]} (op: {step.op}): {exc}") from None
+    for i, config in enumerate(job.metrics):
+        try:
+            build_metric(config).preflight()
+        except ValueError as exc:
+            raise JobSpecError(f"{job.source}: metrics[{i}] (metric: {config.metric}): {exc}") from None
 
 
 def shipped_jobs() -> dict[str, Path]:

@@ -22,6 +22,13 @@ class RunSummary:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     columns_dropped_at_writer: list[str] = field(default_factory=list)
     """Columns that rode the object store to the writer only to be dropped (a plan defect)."""
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+    """Input files left out (``input.on_bad_file: skip``), with the reason."""
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     @property
     def rows_per_second(self) -> float:
@@ -41,9 +48,12 @@ class RunSummary:
             return "\n".join(lines)
         lines = [
             f"job {self.job}: {self.input_rows} input rows -> {self.rows} rows + {self.errors} error rows"
-            + (f" ({self.skipped} already done, skipped)" if self.skipped else ""),
+            + (f" ({self.skipped} done by an earlier run)" if self.skipped else ""),
             f"wall time {self.wall_seconds:.1f} s, {self.rows_per_second:.2f} rows/s",
         ]
+        if self.note:
+            lines.insert(1, self.note)
+        lines += [f"  skipped input file {f['path']}: {f['reason']}" for f in self.skipped_files]
         for label, s in self.steps.items():
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0

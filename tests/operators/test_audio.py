@@ -103,3 +103,15 @@ def test_paths_and_missing_files(tmp_path):
     ok, missing = out.column("error").to_pylist()
     assert ok is None and "FileNotFoundError" in missing
     assert make_op("decode_audio").transient_outputs() == {"waveform"}
+
+
+def test_a_long_file_is_refused_by_default_before_it_fills_memory():
+    """max_duration defaults to 4 h; the faster-whisper path refuses by the declared length,
+    before decoding anything."""
+    from mmbatch.operators.audio import DecodeAudioConfig
+
+    assert DecodeAudioConfig().max_duration == 14_400
+    long = encode_audio(tone(3.0), ext="flac")
+    for resampler in ("float", "faster_whisper"):
+        out = make_op("decode_audio", max_duration=2.0, resampler=resampler)(pa.table({"audio": [long]}))
+        assert "longer than max_duration=2 s" in out.column("error").to_pylist()[0]
