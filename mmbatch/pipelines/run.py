@@ -97,6 +97,7 @@ def run_job(
         summary.steps = result.steps
         summary.columns_dropped_at_writer = result.late_columns
         summary.rows, summary.errors, twice = io.written_counts(out.path, job.input.id_column, so)
+        twice = [i for i in twice if i not in scan.duplicates]  # duplicate_ids: error writes each of their rows
         if twice:
             raise JobRunError(f"{len(twice)} ids are written more than once under {out.path}, e.g. {twice[:3]}")
         if summary.rows + summary.errors != scan.rows:
