@@ -95,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         retry_errors=args.retry_errors,
+        progress=True,
+        verbose=args.verbose,
         cpu_only=args.cpu,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
@@ -144,6 +146,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_errors(args: argparse.Namespace) -> int:
+    from .errors_report import error_groups, render
+
+    print(render(args.output, error_groups(args.output, args.id_column)))
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from mmbatch.testing.quickstart import prepare
 
@@ -188,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="outputs: <output.path>/rows/, errors/, metrics/ and summary.json")
     _job_args(p)
     p.add_argument("--address", default=None,
-                   help="Ray cluster: 'auto' or ray://host:10001 (default: start a local Ray in-process)")
+                   help="a running Ray cluster: 'auto' (on its head node) or host:port; workers without this "
+                        "mmbatch get it shipped in the job's runtime env (default: start a local Ray in-process)")
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="Ray's own progress snapshots and the workers' logs (default: one line per step)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same job: rows already written are not redone; "
                         "a changed job is refused, a finished one is left as it is")
@@ -202,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ops", help="list operators (-v: with their keys)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(fn=cmd_ops)
+
+    p = sub.add_parser("errors", help="an output's error rows by step and reason, with sample ids")
+    p.add_argument("output", help="the job's output.path")
+    p.add_argument("--id-column", default="id", help="the id column (default: id; raw-file inputs: path)")
+    p.set_defaults(fn=cmd_errors)
 
     p = sub.add_parser("metrics", help="list metrics for a job's metrics: block (-v: with their keys)")
     p.add_argument("-v", "--verbose", action="store_true")

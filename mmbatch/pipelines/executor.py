@@ -8,9 +8,11 @@ Operators never see Ray; every Ray call for the steps is here (metric passes are
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -20,23 +22,72 @@ from mmbatch.operators.base import ERROR, AnyOperator
 
 from . import io
 from .inputs import InputScan
-from .planning import PlannedStep
+from .planning import JobRunError, PlannedStep
+from .progress import Progress
 from .spec import Job, JobSpecError
 
-
 # -- Ray session -----------------------------------------------------------------------
-def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
-    """Connect to ``address`` (``auto``, ``ray://host:port``) or start a local Ray in-process."""
+# What workers inherit unless --verbose: no per-model progress bars or info chatter.
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _mmbatch_on_nodes() -> list[str | None]:
+    """The mmbatch version importable on each alive node (None: not importable)."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def installed() -> str | None:  # defined here so Ray ships it by value, not as mmbatch code
+        try:
+            import mmbatch
+
+            return str(mmbatch.__version__)
+        except ImportError:
+            return None
+
+    probe = ray.remote(num_cpus=0)(installed)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
+    return list(ray.get(refs, timeout=120))
+
+
+def init_ray(
+    address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None, verbose: bool = False
+) -> str:
+    """Connect to ``address`` (``auto``, ``host:port``) or start a local Ray in-process.
+
+    On a cluster whose nodes lack this mmbatch (version and all), the job's runtime env
+    ships it (``py_modules``: the installed package folder); a cluster image that has it gets
+    nothing. Returns how the workers get the code: local, installed or shipped."""
+    import ray
+    from ray.data import DataContext
 
     if ray.is_initialized():
-        return
+        return "existing"
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    env: dict[str, Any] = {} if verbose else {"env_vars": QUIET_ENV}
+    if not verbose:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+    kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": verbose}
+    if not address:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=env, **kwargs)
+        return "local"
+    if address.startswith("ray://"):
+        raise JobRunError(
+            f"--address {address}: Ray Client (ray://) cannot run Ray Data jobs. Run mmbatch on the head node "
+            "with --address auto, or submit the job through the Ray Jobs API"
+        )
+    ray.init(address=address, runtime_env=env, **kwargs)
+    import mmbatch
+
+    if all(v == mmbatch.__version__ for v in _mmbatch_on_nodes()):
+        return "installed"
+    ray.shutdown()
+    env["py_modules"] = [str(Path(mmbatch.__file__).parent)]
+    ray.init(address=address, runtime_env=env, **kwargs)
+    return "shipped"
 
 
 def cluster_resources() -> dict[str, float]:
@@ -352,7 +403,8 @@ class StepsResult:
 
 
 def run_steps(
-    job: Job, scan: InputScan, planned: list[PlannedStep], drop: set[str], drop_binary: set[str], done: frozenset[Any]
+    job: Job, scan: InputScan, planned: list[PlannedStep], drop: set[str], drop_binary: set[str], done: frozenset[Any],
+    progress: bool = False,
 ) -> StepsResult:
     """Run the job's stages over its input (minus ``done`` ids) and write rows/ and errors/;
     ``drop``/``drop_binary`` are left out of what is written, wherever they still remain."""
@@ -363,7 +415,11 @@ def run_steps(
     ds = add_steps(read_source(job, scan, done or None), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs)
-    ds.write_datasink(sink)
+    if progress:
+        with Progress(lambda: ray.get(stats.get.remote(), timeout=10)):
+            ds.write_datasink(sink)
+    else:
+        ds.write_datasink(sink)
     steps = ray.get(stats.get.remote())
     ray.kill(stats)
     return StepsResult(sink.counts["rows"], sink.counts["errors"], steps, sorted(sink.late))

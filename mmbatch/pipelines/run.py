@@ -46,6 +46,8 @@ def run_job(
     cpu_only: bool = False,
     num_cpus: int | None = None,
     num_gpus: int | None = None,
+    progress: bool = False,
+    verbose: bool = False,
 ) -> RunSummary:
     """Run ``job`` to completion and return its summary (also written to the output).
 
@@ -86,14 +88,15 @@ def run_job(
     done = frozenset(io.read_done_ids(out.path, job.input.id_column, so)) if continuing else frozenset()
     manifest.save(out.path, so)
 
-    init_ray(address, num_cpus, num_gpus)
+    summary_code = init_ray(address, num_cpus, num_gpus, verbose)
     planned = plan_steps(job, cpu_only)
     check_cluster(planned, cluster_resources())
     summary = RunSummary(job.name, out.path, scan.rows, 0, 0, len(done), 0.0)
+    summary.code = summary_code
     if job.steps:
         always, media = dropped_columns(job, planned)
         assign_drops(planned, always, media)
-        result = run_steps(job, scan, planned, always, media, done)
+        result = run_steps(job, scan, planned, always, media, done, progress)
         summary.steps = result.steps
         summary.columns_dropped_at_writer = result.late_columns
         summary.rows, summary.errors, twice = io.written_counts(out.path, job.input.id_column, so)

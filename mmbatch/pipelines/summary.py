@@ -25,6 +25,8 @@ class RunSummary:
     skipped_files: list[dict[str, str]] = field(default_factory=list)
     """Input files left out (``input.on_bad_file: skip``), with the reason."""
     note: str = ""
+    code: str = ""
+    """How the workers got mmbatch: local, installed (the cluster's image) or shipped (runtime env)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:

@@ -24,6 +24,13 @@ def test_quickstart_command_accounts_for_every_row(ray_session, tmp_path, monkey
     assert set(rows.column_names) >= {"id", "image_embedding", "label", "label_topk", "label_scores", "caption"}
     assert all(e.startswith("steps[0] decode_image: ") for e in errors.column("error").to_pylist())
     assert "job quickstart: 101 input rows -> 96 rows + 5 error rows" in capsys.readouterr().out
+    # the error rows by the step that caused them and the reason, with sample ids
+    assert main(["errors", str(out)]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[:2] == [f"{out}: 5 error rows", "  steps[0] decode_image: 5"]
+    counts = [int(line.split()[0]) for line in report[2:]]
+    assert sum(counts) == 5 and all("e.g. bad-" in line for line in report[2:])
+    assert any("ValueError: empty image   e.g. bad-empty" in line for line in report[2:])
 
 
 @pytest.mark.slow
