@@ -56,6 +56,8 @@ class Operator(Configured[C], ABC):
 
     def __init__(self, config: C, resources: Resources | None = None, label: str = "") -> None:
         self.config = config
+        self.unused: set[str] = set()
+        """Outputs nothing reads or writes (the engine sets it): computed, not converted to Arrow."""
         self.resources = resources or self.default_resources
         self.label = label or self.name
         self.stats = {"rows": 0, "errors": 0, "seconds": 0.0}
@@ -175,6 +177,8 @@ class Operator(Configured[C], ABC):
         types = self.output_types()
         failed = np.array([e is not None for e in errors], dtype=bool)
         for name in self.outputs():
+            if name in self.unused:
+                continue
             # a row that failed after another row succeeded keeps no partial output
             array = results.arrow(name, failed)
             if name in types and array.type != types[name]:

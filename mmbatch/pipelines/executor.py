@@ -71,8 +71,10 @@ def init_ray(
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
     kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": verbose}
-    if not address:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, runtime_env=env, **kwargs)
+    if not address:  # local workers inherit this process's environment: no runtime env to set up
+        for key, value in env.get("env_vars", {}).items():
+            os.environ.setdefault(key, value)
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, **kwargs)
         return "local"
     if address.startswith("ray://"):
         raise JobRunError(
@@ -172,6 +174,7 @@ class StepActor:
     def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
         self.planned, self.id_column = planned, id_column
         self.op = planned.build()
+        self.op.unused = planned.drop & set(self.op.outputs())
         self.op.setup()
         self.reporter = _Reporter(stats, planned.name)
         self.built = 1
@@ -204,6 +207,7 @@ class StepTask:
             _TASK_OPS.move_to_end(key)
             return (*_TASK_OPS[key], 0)
         op = self.planned.build()
+        op.unused = self.planned.drop & set(op.outputs())  # made here and read by nothing
         op.setup()
         _TASK_OPS[key] = (op, _Reporter(self.stats, self.planned.name))
         while len(_TASK_OPS) > _TASK_OPS_MAX:
@@ -285,7 +289,8 @@ def read_source(job: Job, scan: InputScan | None = None, done: frozenset[Any] | 
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:
         ds = ds.limit(inp.limit)
-    ds = ds.repartition(target_num_rows_per_block=inp.block_rows)
+    if scan is None or scan.largest_file_rows > inp.block_rows:  # cut big files; small ones stay apart
+        ds = ds.repartition(target_num_rows_per_block=inp.block_rows)
     return ds.map_batches(
         _prepare,
         batch_format="pyarrow",
@@ -415,11 +420,13 @@ def run_steps(
     ds = add_steps(read_source(job, scan, done or None), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs)
+    # the write runs in the same task as a last CPU stage when their remote args match
+    write_args = {"num_cpus": 1, **CPU_TASK}
     if progress:
         with Progress(lambda: ray.get(stats.get.remote(), timeout=10)):
-            ds.write_datasink(sink)
+            ds.write_datasink(sink, ray_remote_args=write_args)
     else:
-        ds.write_datasink(sink)
+        ds.write_datasink(sink, ray_remote_args=write_args)
     steps = ray.get(stats.get.remote())
     ray.kill(stats)
     return StepsResult(sink.counts["rows"], sink.counts["errors"], steps, sorted(sink.late))

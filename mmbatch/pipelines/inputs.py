@@ -30,6 +30,8 @@ class InputScan:
     """Files left out with ``on_bad_file: skip``: path and reason."""
     duplicates: dict[Any, int] = field(default_factory=dict)
     """Ids held by more than one row, with how many rows hold each."""
+    largest_file_rows: int = 1
+    """Rows of the largest file (1 for raw files): files no bigger than a block need no cutting."""
 
     @property
     def paths(self) -> list[str]:
@@ -53,7 +55,7 @@ def scan_input(inp: InputSpec) -> InputScan:
         files = [_info(fs, p) for p in paths]
         rows = len(files) if inp.limit is None else min(inp.limit, len(files))
         return InputScan(files, rows)
-    files, skipped, ids = [], [], Counter[Any]()
+    files, skipped, ids, largest = [], [], Counter[Any](), 1
     for path in paths:
         try:
             with fs.open(path, "rb") as f:
@@ -79,6 +81,7 @@ def scan_input(inp: InputSpec) -> InputScan:
         if column.null_count:
             raise JobSpecError(f"{io.unstrip(fs, path)}: {column.null_count} rows have a null id ('{inp.id_column}')")
         ids.update(column.to_pylist())
+        largest = max(largest, len(column))
         files.append(_info(fs, path))
     if not files:
         raise JobSpecError(f"input.path: no readable Parquet files under {inp.path} ({len(skipped)} skipped)")
@@ -91,4 +94,4 @@ def scan_input(inp: InputSpec) -> InputScan:
             f"'{inp.id_column}' (or set input.duplicate_ids: error to make such rows error rows)"
         )
     rows = total if inp.limit is None else min(inp.limit, total)
-    return InputScan(files, rows, skipped, duplicates)
+    return InputScan(files, rows, skipped, duplicates, largest)
