@@ -10,15 +10,16 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import PathAccessKeys, check_path_allowed, open_url
+from mmbatch.core.files import check_path_allowed, open_url
 from mmbatch.core.requirements import Requirements
 
-from .base import OpConfig, Operator, map_rows, register
+from .base import map_rows, register
+from .decoding import DecodeKeys, Decoder
 
 SILENCE_PEAK = 1e-4  # below -80 dBFS everywhere: silent
 
 
-class DecodeAudioConfig(OpConfig, PathAccessKeys):
+class DecodeAudioConfig(DecodeKeys):
     column: str = Field("audio", description="binary column of encoded audio, or string column of paths/URLs")
     output: str = Field("waveform", description="output column: mono float32 samples (not written)")
     sample_rate: int = Field(16_000, ge=1000, description="output sample rate (Whisper and Wav2Vec2: 16000)")
@@ -33,7 +34,6 @@ class DecodeAudioConfig(OpConfig, PathAccessKeys):
         "so a ctranslate2 transcribe step gets exactly the samples faster-whisper reads itself "
         "(chosen for you when such a step reads this output, unless set here)",
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for URLs")
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:
@@ -44,19 +44,36 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
     return None
 
 
-def decode_file(f: IO[bytes], sample_rate: int, max_duration: float | None = None) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of ``f`` with PyAV (ffmpeg), downmixed to mono and
-    resampled to ``sample_rate``. Returns (float32 samples, original sample rate)."""
+def _open_audio(f: IO[bytes]) -> tuple[Any, Any]:
+    """(container, its first audio stream), or ``ValueError`` naming what is wrong."""
     import av
 
     try:
         container = av.open(f, mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, EOFError) as exc:
         raise ValueError(f"not decodable audio: {exc}") from None
+    if not container.streams.audio:
+        container.close()
+        raise ValueError("no audio stream in the file")
+    return container, container.streams.audio[0]
+
+
+def _check_decoded(samples: int, sample_rate: int, declared: float | None) -> None:
+    """A file that decoded to nothing, or to much less than its header declares, is refused."""
+    if samples == 0:
+        raise ValueError("no audio samples decoded")
+    got = samples / sample_rate
+    if declared is not None and got < 0.9 * declared - 0.5:
+        raise ValueError(f"truncated audio: decoded {got:.2f} s of the {declared:.2f} s the file declares")
+
+
+def decode_file(f: IO[bytes], sample_rate: int, max_duration: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of ``f`` with PyAV (ffmpeg), downmixed to mono and
+    resampled to ``sample_rate``. Returns (float32 samples, original sample rate)."""
+    import av
+
+    container, stream = _open_audio(f)
     with container:
-        if not container.streams.audio:
-            raise ValueError("no audio stream in the file")
-        stream = container.streams.audio[0]
         orig_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
         limit = int(max_duration * sample_rate) if max_duration else None
         chunks: list[np.ndarray] = []
@@ -81,12 +98,7 @@ def decode_file(f: IO[bytes], sample_rate: int, max_duration: float | None = Non
                 n += chunks[-1].size
         except (av.error.FFmpegError, EOFError) as exc:
             raise ValueError(f"corrupt or truncated audio (after {n / sample_rate:.2f} s): {exc}") from None
-        if n == 0:
-            raise ValueError("no audio samples decoded")
-        declared = _declared_seconds(container, stream)
-        got = n / sample_rate
-        if declared is not None and got < 0.9 * declared - 0.5:
-            raise ValueError(f"truncated audio: decoded {got:.2f} s of the {declared:.2f} s the file declares")
+        _check_decoded(n, sample_rate, _declared_seconds(container, stream))
     wave = np.concatenate(chunks).astype(np.float32, copy=False)
     return wave, orig_rate
 
@@ -99,14 +111,8 @@ def decode_as_faster_whisper(f: IO[bytes], sample_rate: int, max_duration: float
     import av
     from faster_whisper import decode_audio
 
-    try:
-        container = av.open(f, mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, EOFError) as exc:
-        raise ValueError(f"not decodable audio: {exc}") from None
+    container, stream = _open_audio(f)
     with container:
-        if not container.streams.audio:
-            raise ValueError("no audio stream in the file")
-        stream = container.streams.audio[0]
         orig_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
         declared = _declared_seconds(container, stream)
     if max_duration is not None and declared is not None and declared > max_duration:
@@ -116,13 +122,9 @@ def decode_as_faster_whisper(f: IO[bytes], sample_rate: int, max_duration: float
         wave = decode_audio(f, sampling_rate=sample_rate)
     except (av.error.FFmpegError, EOFError) as exc:
         raise ValueError(f"corrupt or truncated audio: {exc}") from None
-    got = wave.size / sample_rate
-    if wave.size == 0:
-        raise ValueError("no audio samples decoded")
-    if max_duration is not None and got > max_duration:
+    _check_decoded(wave.size, sample_rate, declared)
+    if max_duration is not None and wave.size > max_duration * sample_rate:
         raise ValueError(f"audio is longer than max_duration={max_duration:g} s")
-    if declared is not None and got < 0.9 * declared - 0.5:
-        raise ValueError(f"truncated audio: decoded {got:.2f} s of the {declared:.2f} s the file declares")
     return wave, orig_rate
 
 
@@ -146,7 +148,7 @@ def read_audio(
 
 
 @register("decode_audio")
-class DecodeAudio(Operator[DecodeAudioConfig]):
+class DecodeAudio(Decoder[DecodeAudioConfig]):
     """Decode audio files (wav, flac, mp3, m4a/aac, ogg/vorbis, opus, ... anything ffmpeg reads).
 
     Input: ``column`` (bytes, or a path/URL string). Outputs: ``output`` (mono float32 samples
@@ -156,12 +158,9 @@ class DecodeAudio(Operator[DecodeAudioConfig]):
     error rows with the reason; silent audio is otherwise a valid row.
     """
 
-    stateful = False
+    media = "audio"
     default_batch_size = 16
     requires = Requirements(("av",), "audio")
-
-    def inputs(self) -> dict[str, str]:
-        return {self.config.column: "encoded audio bytes or path/URL"}
 
     def requirements(self) -> Requirements:
         if self.config.resampler == "faster_whisper":
@@ -174,12 +173,6 @@ class DecodeAudio(Operator[DecodeAudioConfig]):
             "duration": "seconds of decoded audio",
             "orig_sample_rate": "sample rate of the file, Hz",
         }
-
-    def transient_outputs(self) -> set[str]:
-        return {self.config.output}
-
-    def media_inputs(self) -> set[str]:
-        return {self.config.column}
 
     def output_types(self) -> dict[str, pa.DataType]:
         return {"duration": pa.float64(), "orig_sample_rate": pa.int64()}

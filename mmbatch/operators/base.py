@@ -197,10 +197,6 @@ class Operator(Configured[C], ABC):
         self.stats["seconds"] += time.perf_counter() - start
         return table
 
-    def run_batch(self, batch: dict[str, Column]) -> dict[str, Any]:
-        """One call of the step's work on rows without errors (``process``)."""
-        return self.process(batch)
-
     def _run(
         self,
         sub: dict[str, Column],
@@ -212,7 +208,7 @@ class Operator(Configured[C], ABC):
         """Process rows ``idx`` of ``sub``; on an exception split the rows in halves."""
         part = {k: take(v, idx) for k, v in sub.items()}
         try:
-            out = self.run_batch(part)
+            out = self.process(part)
             for name in results.names:
                 if name not in out:
                     raise RuntimeError(f"operator '{self.name}' returned no column '{name}'")

@@ -10,13 +10,14 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import PathAccessKeys, check_path_allowed, read_bytes
+from mmbatch.core.files import check_path_allowed, read_bytes
 from mmbatch.core.requirements import Requirements
 
-from .base import OpConfig, Operator, map_rows, register
+from .base import map_rows, register
+from .decoding import DecodeKeys, Decoder
 
 
-class DecodeImageConfig(OpConfig, PathAccessKeys):
+class DecodeImageConfig(DecodeKeys):
     column: str = Field("image", description="binary column of encoded images, or string column of paths/URLs")
     output: str = Field("pixels", description="output column: HxWx3 uint8 RGB pixels (not written)")
     resize: int | tuple[int, int] | None = Field(
@@ -25,7 +26,6 @@ class DecodeImageConfig(OpConfig, PathAccessKeys):
     max_pixels: int = Field(
         89_478_485, ge=1, description="refuse images declaring more pixels (decompression bombs)"
     )
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for URLs")
     exif_transpose: bool = Field(True, description="turn images upright by their EXIF orientation, as viewers show them")
     background: tuple[int, int, int] = Field(
         (255, 255, 255), description="RGB that transparent pixels are composited on (RGBA, LA, P with transparency)"
@@ -123,7 +123,7 @@ def read_image(
 
 
 @register("decode_image")
-class DecodeImage(Operator[DecodeImageConfig]):
+class DecodeImage(Decoder[DecodeImageConfig]):
     """Decode images to RGB pixels.
 
     Inputs: ``column`` (bytes, or a path/URL string). Outputs: ``output`` (HxWx3 uint8,
@@ -135,12 +135,9 @@ class DecodeImage(Operator[DecodeImageConfig]):
     with no faithful 8-bit picture (float pixels outside 0..1) becomes an error row.
     """
 
-    stateful = False
+    media = "image"
     default_batch_size = 64
     requires = Requirements(("PIL",), "all")
-
-    def inputs(self) -> dict[str, str]:
-        return {self.config.column: "encoded image bytes or path/URL"}
 
     def outputs(self) -> dict[str, str]:
         c = self.config.column
@@ -150,12 +147,6 @@ class DecodeImage(Operator[DecodeImageConfig]):
             f"{c}_height": "original height in pixels",
             f"{c}_frames": "frames in the file (an animation: decoded at frame 1)",
         }
-
-    def transient_outputs(self) -> set[str]:
-        return {self.config.output}
-
-    def media_inputs(self) -> set[str]:
-        return {self.config.column}
 
     def output_types(self) -> dict[str, pa.DataType]:
         c = self.config.column

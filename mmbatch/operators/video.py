@@ -11,21 +11,21 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import PathAccessKeys, check_path_allowed, read_bytes
+from mmbatch.core.files import check_path_allowed, read_bytes
 from mmbatch.core.requirements import Requirements
 
-from .base import OpConfig, Operator, map_rows, register
+from .base import map_rows, register
+from .decoding import DecodeKeys, Decoder
 from .labels import Classifier, LabelConfig, label_names
 
 
-class DecodeVideoConfig(OpConfig, PathAccessKeys):
+class DecodeVideoConfig(DecodeKeys):
     column: str = Field("video", description="binary column of encoded videos, or string column of paths/URLs")
     output: str = Field("frames", description="output column: (N, H, W, 3) uint8 RGB frames (not written)")
     num_frames: int = Field(16, ge=1, description="frames sampled evenly from the first to the last frame")
     fps: float | None = Field(None, gt=0, description="instead of num_frames: one frame every 1/fps seconds")
     max_frames: int = Field(256, ge=1, description="at most this many frames per video with fps sampling")
     resize: int | None = Field(None, ge=1, description="shorter side to N pixels, keeping the aspect ratio")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for URLs")
 
 
 def _open(data: bytes) -> Any:
@@ -95,7 +95,7 @@ def read_video(data: bytes | str, cfg: DecodeVideoConfig) -> dict[str, Any]:
 
 
 @register("decode_video")
-class DecodeVideo(Operator[DecodeVideoConfig]):
+class DecodeVideo(Decoder[DecodeVideoConfig]):
     """Decode videos and sample frames.
 
     Input: ``column`` (bytes, or a path/URL string). Outputs: ``output`` ((N, H, W, 3) uint8
@@ -104,12 +104,9 @@ class DecodeVideo(Operator[DecodeVideoConfig]):
     corrupt, truncated, empty or frameless video becomes an error row.
     """
 
-    stateful = False
+    media = "video"
     default_batch_size = 8
     requires = Requirements(("av",), "video")
-
-    def inputs(self) -> dict[str, str]:
-        return {self.config.column: "encoded video bytes or path/URL"}
 
     def outputs(self) -> dict[str, str]:
         c = self.config.column
@@ -119,12 +116,6 @@ class DecodeVideo(Operator[DecodeVideoConfig]):
             f"{c}_fps": "average frame rate",
             f"{c}_num_frames": "number of frames in the video",
         }
-
-    def transient_outputs(self) -> set[str]:
-        return {self.config.output}
-
-    def media_inputs(self) -> set[str]:
-        return {self.config.column}
 
     def output_types(self) -> dict[str, pa.DataType]:
         c = self.config.column

@@ -230,7 +230,7 @@ def worker_class(planned: PlannedStep) -> type[StepActor] | type[StepTask]:
 
 
 def _prepare(
-    table: pa.Table, id_column: str, file_column: str | None, done: frozenset[Any] | None,
+    table: pa.Table, id_column: str, file_column: str | None, done: pa.Array | None,
     duplicates: dict[Any, int] | None,
 ) -> pa.Table:
     """Name raw-file columns, check the id, add the error column, drop finished rows, and
@@ -252,7 +252,7 @@ def _prepare(
     if done:
         import pyarrow.compute as pc
 
-        keep = pc.invert(pc.is_in(table.column(id_column), value_set=pa.array(list(done))))
+        keep = pc.invert(pc.is_in(table.column(id_column), value_set=done))
         table = table.filter(keep)
     return table
 
@@ -294,7 +294,9 @@ def read_source(job: Job, scan: InputScan | None = None, done: frozenset[Any] | 
     return ds.map_batches(
         _prepare,
         batch_format="pyarrow",
-        fn_args=(inp.id_column, fmt.file_column, done, scan.duplicates if scan else None),
+        # the finished ids as one Arrow array, built once here, not per block
+        fn_args=(inp.id_column, fmt.file_column, pa.array(list(done)) if done else None,
+                 scan.duplicates if scan else None),
         batch_size=None,
         **CPU_TASK,
     )

@@ -87,14 +87,12 @@ class Manifest:
                     changes.append(f"{label}: {key.removesuffix('_fingerprint')} {what}")
         old_in = {f["path"]: f for f in self.inputs}
         new_in = {f["path"]: f for f in new.inputs}
-        added, removed = set(new_in) - set(old_in), set(old_in) - set(new_in)
+        removed = set(old_in) - set(new_in)  # added files are new work: a resume does them
         changed = [p for p in set(old_in) & set(new_in) if old_in[p] != new_in[p]]
         if changed:
             changes.append(f"input file {changed[0]} changed (size or mtime)" + (f" and {len(changed) - 1} more" if len(changed) > 1 else ""))
         if removed:
             changes.append(f"{len(removed)} input files are gone, e.g. {sorted(removed)[0]}")
-        if added:  # new files are new work: allowed, but say so in the summary
-            pass
         return changes
 
     def fingerprint(self) -> str:

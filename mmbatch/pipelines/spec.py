@@ -239,7 +239,8 @@ def link_steps(steps: list[Step]) -> list[Step]:
     steps = list(steps)
     producer: dict[str, int] = {}
     for i, step in enumerate(steps):
-        for column, updates in step.build().upstream_config().items():
+        op = step.build()
+        for column, updates in op.upstream_config().items():
             j = producer.get(column)
             if j is None:
                 continue
@@ -247,7 +248,7 @@ def link_steps(steps: list[Step]) -> list[Step]:
             unset = {k: v for k, v in updates.items() if k in type(config).model_fields and k not in config.model_fields_set}
             if unset:
                 steps[j] = replace(steps[j], config=config.model_copy(update=unset))
-        for column in step.build().outputs():
+        for column in op.outputs():
             producer[column] = i
     return steps
 
