@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import emit, machine, measure, run_contender  # noqa: E402
+from common import add_contender_args, emit, machine, measure, run_contender  # noqa: E402
 
 SR = 16_000
 PHRASES = [
@@ -157,9 +157,7 @@ def main() -> None:
     ap.add_argument("--job-actors", type=int, default=1, help="transcribe actors of the job")
     ap.add_argument("--job-threads", type=int, default=0, help="threads per actor of the job (default: --threads)")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_contender_args(ap)
     ap.add_argument("--audio-seconds", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.max_new_tokens = args.max_new_tokens or None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import emit, machine, measure, photo_corpus, run_contender  # noqa: E402
+from common import add_contender_args, emit, machine, measure, photo_corpus, run_contender  # noqa: E402
 
 ARCHS = {"base": {"image_size": 384, "patch_size": 16, "hidden_size": 768, "num_layers": 12},
          "tiny": {"image_size": 64, "patch_size": 16, "hidden_size": 128, "num_layers": 2}}
@@ -118,10 +118,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
+    add_contender_args(ap)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
         fn = {"job": job, "generate": generate, "loop": loop}[args.contender]

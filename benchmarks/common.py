@@ -4,6 +4,7 @@ a process of its own (so each one starts Ray, or not, as its user would)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -115,3 +116,10 @@ def machine() -> str:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def add_contender_args(ap: argparse.ArgumentParser) -> None:
+    """The hidden arguments with which the harness starts one contender in its own process."""
+    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import emit, machine, measure, photo_corpus, ray_init, run_contender  # noqa: E402
+from common import add_contender_args, emit, machine, measure, photo_corpus, ray_init, run_contender  # noqa: E402
 
 CONTENDERS = ("single", "raydata", "job")
 
@@ -77,9 +77,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--resize", type=int, default=224)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_contender_args(ap)
     args = ap.parse_args()
     if args.contender:
         fn = {"single": single, "raydata": raydata, "job": job}[args.contender]

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import build_clip_b32, emit, machine, measure, photo_corpus, ray_init, run_contender  # noqa: E402
+from common import (  # noqa: E402
+    add_contender_args,
+    build_clip_b32,
+    emit,
+    machine,
+    measure,
+    photo_corpus,
+    ray_init,
+    run_contender,
+)
 
 CONTENDERS = ("forward", "chain", "raydata", "loop", "job", "job-gpu-decode")
 
@@ -189,10 +198,8 @@ def main() -> None:
     ap.add_argument("--forward-batches", type=int, default=5)
     ap.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders to run")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
+    add_contender_args(ap)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
         return run_one(args)

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import build_clip_b32, emit, machine, measure, photo_corpus, run_contender  # noqa: E402
+from common import (  # noqa: E402
+    add_contender_args,
+    build_clip_b32,
+    emit,
+    machine,
+    measure,
+    photo_corpus,
+    run_contender,
+)
 
 
 def job(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,9 +49,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,8000")
     ap.add_argument("--model", choices=("tiny", "b32"), default="tiny")
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--contender", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_contender_args(ap)
     ap.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
