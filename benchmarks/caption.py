@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_contender_args, emit, machine, measure, photo_corpus, run_contender  # noqa: E402
+from common import (  # noqa: E402
+    add_contender_args,
+    emit,
+    machine,
+    measure,
+    photo_corpus,
+    print_summary,
+    run_contender,
+)
 
 ARCHS = {"base": {"image_size": 384, "patch_size": 16, "hidden_size": 768, "num_layers": 12},
          "tiny": {"image_size": 64, "patch_size": 16, "hidden_size": 128, "num_layers": 2}}
@@ -104,7 +112,8 @@ def job(args: argparse.Namespace) -> dict[str, Any]:
     summary = run_job(spec, overwrite=True)
     wall = time.perf_counter() - t
     s = summary.steps["steps[1] caption"]
-    return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / s["seconds"], "batch": int(s.get("batch", 0))}
+    return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / (s.get("span") or s["seconds"]), "batch": int(s.get("batch", 0)),
+            "summary": summary.render()}
 
 
 def main() -> None:
@@ -139,6 +148,7 @@ def main() -> None:
     for name, f in got.items():
         steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
         print(f"{name:9s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+        print_summary(f)
     g = got["generate"]["img_s"]
     print(f"job chose sub-batches of {chosen}; job / generate: wall {got['job']['img_s'] / g:.3f}, "
           f"steady {got['job']['steady_img_s'] / g:.3f}; loop / generate {got['loop']['img_s'] / g:.3f}")

@@ -102,6 +102,13 @@ def emit(figures: dict[str, Any]) -> None:
     print(json.dumps(figures), flush=True)
 
 
+def print_summary(figures: dict[str, Any]) -> None:
+    """A job contender's run summary (per-step rows and busy rates), indented under its line."""
+    for line in str(figures.get("summary", "")).splitlines():
+        if line.startswith("  steps[") or line.startswith("wall time"):
+            print(f"    {line.strip()}")
+
+
 def ray_init(num_gpus: int | None = None) -> None:
     """A local Ray as a user's script starts it (all cores), quiet progress."""
     import ray

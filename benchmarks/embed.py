@@ -11,9 +11,11 @@ start included where it uses Ray) and reports images/s over the whole corpus:
              decode and preprocess to numpy, one actor runs the model, write_parquet;
 * loop     - a plain single-process transformers loop: PIL decode -> processor -> model;
 * job      - mmbatch ``decode_image -> embed``: decode and the processor in CPU tasks, the
-             model in an actor; wall and steady state (the embed actor's rows per busy second);
+             model in an actor; wall and steady state (the embed step's rows over the time from
+             the start of its first batch to the end of its last);
 * job-gpu-decode - mmbatch ``embed`` with ``decode_on_device``: JPEG bytes to the actor,
              decoded and preprocessed on its device.
+* job-4actors - as ``job``, with 4 embed actors sharing the device (0.25 GPU each on CUDA).
 
 Prints each figure, the ratios to the forward pass, the chain and the Ray Data script,
 and each contender's peak PSS (whole process tree). Figures only; nothing is asserted.
@@ -41,11 +43,12 @@ from common import (  # noqa: E402
     machine,
     measure,
     photo_corpus,
+    print_summary,
     ray_init,
     run_contender,
 )
 
-CONTENDERS = ("forward", "chain", "raydata", "loop", "job", "job-gpu-decode")
+CONTENDERS = ("forward", "chain", "raydata", "loop", "job", "job-gpu-decode", "job-4actors")
 
 
 def _torch_dtype(name: str) -> Any:
@@ -164,13 +167,14 @@ def raydata(args: argparse.Namespace) -> dict[str, Any]:
     return {"img_s": args.n / (time.perf_counter() - t)}
 
 
-def job(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]:
+def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) -> dict[str, Any]:
     from mmbatch.pipelines.run import run_job
     from mmbatch.pipelines.spec import job_from_dict
 
     gpu = args.device == "cuda"
     embed = {"op": "embed", "model": str(args.model), "batch_size": args.batch_size, "dtype": args.dtype,
-             "threads": args.threads, "resources": {"cpus": 1, "gpus": 1 if gpu else 0}}
+             "threads": args.threads, "resources": {"cpus": 1 if gpu else 1 / actors, "gpus": 1 / actors if gpu else 0,
+                           "concurrency": actors}}
     steps = [embed | {"image": "image", "decode_on_device": True}] if device_decode else [
         {"op": "decode_image", "batch_size": args.batch_size}, embed]
     spec = job_from_dict({"name": "bench-embed", "input": {"path": str(args.data), "id_column": "id"},
@@ -179,12 +183,14 @@ def job(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]
     summary = run_job(spec, overwrite=True)
     wall = time.perf_counter() - t
     s = summary.steps[f"steps[{len(steps) - 1}] embed"]
-    return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / s["seconds"], "rows": summary.rows}
+    return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / (s.get("span") or s["seconds"]), "rows": summary.rows,
+            "summary": summary.render()}
 
 
 def run_one(args: argparse.Namespace) -> None:
     fn = {"forward": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
-          "job-gpu-decode": lambda a: job(a, device_decode=True)}[args.contender]
+          "job-gpu-decode": lambda a: job(a, device_decode=True),
+          "job-4actors": lambda a: job(a, actors=4)}[args.contender]
     emit(measure(lambda: fn(args)))
 
 
@@ -219,6 +225,7 @@ def main() -> None:
         f = got[name]
         steady = f" (steady {f['steady_img_s']:.1f} img/s)" if "steady_img_s" in f else ""
         print(f"{name:15s} {f['img_s']:9.1f} img/s{steady}   peak PSS {f['peak_pss_mib']:7.0f} MiB", flush=True)
+        print_summary(f)
     for base in ("forward", "chain", "raydata"):
         if base not in got:
             continue

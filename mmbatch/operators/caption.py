@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from mmbatch.core.columns import Column
 
 from .base import register
 from .generation import GenerationConfig
-from .image_text import chat_prompt, generate_texts, load_image_text_model
+from .image_text import (
+    PreprocessKeys,
+    chat_prompt,
+    check_splittable,
+    generate_prepared,
+    generate_texts,
+    load_image_text_model,
+    prepare_inputs,
+)
 from .model import ModelOperator
 
 
-class CaptionConfig(GenerationConfig):
+class CaptionConfig(GenerationConfig, PreprocessKeys):
     image: str = Field("pixels", description="pixel column from decode_image")
     output: str = Field("caption", description="output text column")
     prompt: str | None = Field(
@@ -29,7 +38,8 @@ class Caption(ModelOperator[CaptionConfig]):
 
     Input: ``image`` (pixels). Output: ``output`` (string). Model: any checkpoint served by
     ``AutoModelForImageTextToText`` with its ``AutoProcessor``; chat-template models get
-    ``prompt`` as the user turn and their answer without the prompt.
+    ``prompt`` as the user turn and their answer without the prompt. The processor runs in
+    parallel CPU tasks (``preprocess: tasks``), the worker only runs ``generate``.
     """
 
     default_batch_size = 16
@@ -40,11 +50,39 @@ class Caption(ModelOperator[CaptionConfig]):
     def outputs(self) -> dict[str, str]:
         return {self.config.output: "generated caption"}
 
+    def prepared(self) -> dict[str, str]:
+        if self.config.preprocess != "tasks":
+            return {}
+        cols = {self.column("pixel_values"): "the processor's pixel_values per image"}
+        if self.config.prompt is not None:
+            cols[self.column("input_ids")] = "the prompt's token ids (not padded)"
+        return cols
+
+    def load_processors(self, path: str) -> None:
+        from transformers import AutoProcessor
+
+        self.processor = self.load_processor(AutoProcessor, path)
+        self.prompt = chat_prompt(self.processor, self.config.prompt)
+
+    def setup_prepare(self) -> None:
+        super().setup_prepare()
+        check_splittable(self, self.prompt)
+
     def load(self, path: str) -> None:
         self.model, self.processor = load_image_text_model(self, path)
         self.prompt = chat_prompt(self.processor, self.config.prompt)
 
+    def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
+        images = list(batch[self.config.image])
+        prepared = prepare_inputs(self, images, None if self.prompt is None else [self.prompt] * len(images))
+        return {self.column(k): v for k, v in prepared.items()}
+
     def process(self, batch: dict[str, Column]) -> dict[str, Any]:
+        if self.prepared():
+            pixels = batch[self.column("pixel_values")]
+            assert isinstance(pixels, np.ndarray)
+            ids = batch.get(self.column("input_ids"))
+            return {self.config.output: generate_prepared(self, pixels, None if ids is None else list(ids))}
         images = list(batch[self.config.image])
         kwargs: dict[str, Any] = {"images": images}
         if self.prompt is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +100,10 @@ def cluster_resources() -> dict[str, float]:
 
 
 # -- per-step statistics -------------------------------------------------------------------
-# Step statistics that are a largest value (the chosen batch size), not a sum.
-MAX_STATS = frozenset({"batch"})
+# Step statistics that are a largest or smallest value, not a sum: the chosen batch size,
+# and the wall-clock end of the step's last batch and start of its first.
+MAX_STATS = frozenset({"batch", "last"})
+MIN_STATS = frozenset({"first"})
 
 
 class _StepStats:
@@ -119,11 +122,27 @@ class _StepStats:
         self.batches.add((label, batch))
         s = self.by_step.setdefault(label, {"rows": 0, "errors": 0, "seconds": 0.0, "builds": 0})
         for k, v in delta.items():
-            s[k] = max(s.get(k, 0), v) if k in MAX_STATS else s.get(k, 0) + v
+            if k in MAX_STATS:
+                s[k] = max(s.get(k, v), v)
+            elif k in MIN_STATS:
+                s[k] = min(s.get(k, v), v)
+            else:
+                s[k] = s.get(k, 0) + v
         self.workers.setdefault(label, set()).add(worker)
 
-    def get(self) -> dict[str, dict[str, float]]:
-        return {label: s | {"workers": len(self.workers.get(label, ()))} for label, s in self.by_step.items()}
+    def get(self, since: float | None = None) -> dict[str, dict[str, float]]:
+        """Per step: rows, errors, busy seconds summed over workers, builds, workers, and
+        ``span``: seconds from the start of its first batch to the end of its last; with
+        ``since`` (the run's start, epoch seconds), ``start`` and ``end`` of that span after it."""
+        out = {}
+        for label, s in self.by_step.items():
+            first, last = s.get("first"), s.get("last")
+            times = {} if first is None or last is None else {"span": last - first}
+            if times and since is not None:
+                times |= {"start": first - since, "end": last - since}
+            rest = {k: v for k, v in s.items() if k not in MIN_STATS and k != "last"}
+            out[label] = rest | times | {"workers": len(self.workers.get(label, ()))}
+        return out
 
 
 def _stats_actor() -> Any:
@@ -135,20 +154,26 @@ def _stats_actor() -> Any:
 class _Reporter:
     """Sends one worker's counters since its last report to the stats actor."""
 
-    def __init__(self, stats: Any, label: str) -> None:
+    def __init__(self, stats: Any, label: str, sent: dict[str, float] | None = None) -> None:
         self.stats, self.label = stats, label
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
-        self.sent: dict[str, float] = {}
+        self.sent: dict[str, float] = dict(sent or {})
+        """The counters already reported (an operator kept from an earlier run: its totals then)."""
 
-    def report(self, op: AnyOperator, batch: str, builds: int = 0) -> None:
+    def report(self, op: AnyOperator, batch: str, start: float, builds: int = 0) -> None:
+        """Send the counters of one batch, which began at wall-clock ``start`` and ends now."""
         delta: dict[str, float] = {
             k: v if k in MAX_STATS else v - self.sent.get(k, 0) for k, v in op.stats.items()
         }
         self.sent.update(op.stats)
+        delta |= {"first": start, "last": time.time()}
         if builds:
             delta["builds"] = builds
         if self.stats is not None:
-            self.stats.record.remote(self.label, self.worker, batch, delta)
+            import ray
+
+            # waited for: a report still in flight when the run ends would be lost from the summary
+            ray.get(self.stats.record.remote(self.label, self.worker, batch, delta))
 
 
 # -- Ray Data callables ------------------------------------------------------------------
@@ -180,8 +205,9 @@ class StepActor:
         self.built = 1
 
     def __call__(self, table: pa.Table) -> pa.Table:
+        start = time.time()
         out = _dropped(self.op(table), self.planned.drop, self.planned.drop_binary)
-        self.reporter.report(self.op, io.unit_name(table.column(self.id_column)), self.built)
+        self.reporter.report(self.op, io.unit_name(table.column(self.id_column)), start, self.built)
         self.built = 0
         return out
 
@@ -205,7 +231,11 @@ class StepTask:
         key = f"{self.planned.step.fingerprint}|prepare={self.planned.prepare}"
         if key in _TASK_OPS:
             _TASK_OPS.move_to_end(key)
-            return (*_TASK_OPS[key], 0)
+            op, reporter = _TASK_OPS[key]
+            if reporter.stats != self.stats:  # an operator kept from an earlier run: report to this one's
+                reporter = _Reporter(self.stats, self.planned.name, sent=op.stats)
+                _TASK_OPS[key] = (op, reporter)
+            return op, reporter, 0
         op = self.planned.build()
         op.unused = self.planned.drop & set(op.outputs())  # made here and read by nothing
         op.setup()
@@ -215,9 +245,10 @@ class StepTask:
         return op, _TASK_OPS[key][1], 1
 
     def __call__(self, table: pa.Table) -> pa.Table:
+        start = time.time()
         op, reporter, built = self.operator()
         out = _dropped(op(table), self.planned.drop, self.planned.drop_binary)
-        reporter.report(op, io.unit_name(table.column(self.id_column)), built)
+        reporter.report(op, io.unit_name(table.column(self.id_column)), start, built)
         return out
 
 
@@ -418,6 +449,7 @@ def run_steps(
     import ray
 
     out = job.output
+    started = time.time()
     stats = _stats_actor()
     ds = add_steps(read_source(job, scan, done or None), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
@@ -429,6 +461,6 @@ def run_steps(
             ds.write_datasink(sink, ray_remote_args=write_args)
     else:
         ds.write_datasink(sink, ray_remote_args=write_args)
-    steps = ray.get(stats.get.remote())
+    steps = ray.get(stats.get.remote(started))
     ray.kill(stats)
     return StepsResult(sink.counts["rows"], sink.counts["errors"], steps, sorted(sink.late))

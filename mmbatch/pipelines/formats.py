@@ -13,10 +13,23 @@ Reader = Callable[[list[str], FileSystem, list[str] | None], Any]
 
 
 def read_parquet(files: list[str], filesystem: FileSystem, columns: list[str] | None) -> Any:
-    import ray.data as rd
+    """Ray Data's Parquet reader, one read task per file, its rows cut into blocks as read.
 
-    # batch_size: rows per Arrow batch read, so blocks can be cut small within a file
-    return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256)
+    Ray 2.60's default (DataSourceV2) packs all the files into one read task that returns a
+    single block (2,000 rows of 640x480 JPEGs: one 180 MB block), so every later stage runs as
+    one task and the cores wait; its earlier reader (``use_datasource_v2 = False``) reads the
+    files in parallel tasks and splits their output into blocks of ``target_max_block_size``."""
+    import ray.data as rd
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    v2 = getattr(ctx, "use_datasource_v2", False)
+    ctx.use_datasource_v2 = False
+    try:
+        # batch_size: rows per Arrow batch read, so blocks can be cut small within a file
+        return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256)
+    finally:
+        ctx.use_datasource_v2 = v2
 
 
 def read_files(files: list[str], filesystem: FileSystem, columns: list[str] | None) -> Any:

@@ -60,9 +60,13 @@ class RunSummary:
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0
             batch = f", sub-batches of up to {int(s['batch'])} rows" if s.get("batch") else ""
+            span = s.get("span", 0.0)
+            active = f", {s['rows'] / span:.2f} rows/s while active" if span > 0 else ""
+            if "start" in s:
+                active += f" (+{s['start']:.1f} s to +{s['end']:.1f} s)"
             lines.append(
                 f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} errors born here, "
-                f"{rate:.2f} rows/s per worker-second{batch}"
+                f"{rate:.2f} rows/s per worker-second{active}{batch}"
             )
         lines += [self._metric_line(m) for m in self.metrics]
         metrics = f"{self.output}/{io.METRICS}/, " if self.metrics else ""
