@@ -137,9 +137,11 @@ class _StepStats:
         out = {}
         for label, s in self.by_step.items():
             first, last = s.get("first"), s.get("last")
-            times = {} if first is None or last is None else {"span": last - first}
-            if times and since is not None:
-                times |= {"start": first - since, "end": last - since}
+            times: dict[str, float] = {}
+            if first is not None and last is not None:
+                times["span"] = last - first
+                if since is not None:
+                    times |= {"start": first - since, "end": last - since}
             rest = {k: v for k, v in s.items() if k not in MIN_STATS and k != "last"}
             out[label] = rest | times | {"workers": len(self.workers.get(label, ()))}
         return out
