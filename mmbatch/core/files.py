@@ -106,43 +106,60 @@ def _cause(exc: BaseException) -> str:
     status = _status(exc)
     if status is not None:
         return f"HTTP {status} {getattr(exc, 'message', '') or ''}".rstrip()
-    if isinstance(exc, FileNotFoundError):
-        return "not found (HTTP 404 or no such object)"
     if isinstance(exc, TimeoutError) or type(exc).__name__ in ("FSTimeoutError", "ServerTimeoutError", "TimeoutError"):
         return "timed out"
     return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
+def _classified(url: str, exc: Exception) -> Exception:
+    """A failed attempt as :class:`FetchError` (final) or :class:`_Retry` (transient)."""
+    if isinstance(exc, FileNotFoundError):
+        http = url.split("://", 1)[0] in ("http", "https")
+        return FetchError(f"fetch {url}: {'HTTP 404 Not Found' if http else 'no such object'}")
+    status = _status(exc)
+    if status is not None and status not in RETRY_STATUS:
+        return FetchError(f"fetch {url}: {_cause(exc)}")
+    return _Retry(_cause(exc))
+
+
+def _read_limited(f: IO[bytes], url: str, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    n = 0
+    while True:
+        chunk = f.read(min(limit + 1 - n, 8 * MiB))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        n += len(chunk)
+        if n > limit:
+            raise FetchError(f"fetch {url}: more than max_fetch_bytes={limit} bytes")
+
+
 def _fetch_once(url: str, storage_options: dict[str, Any] | None, fetch: Fetch) -> bytes:
+    """One attempt: a single streamed GET for http(s) (its Content-Length checked before the
+    body is read), the object's size then a streamed read elsewhere."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url, **_options(url, storage_options, fetch))
+    http = url.split("://", 1)[0] in ("http", "https")
     try:
-        size = fs.size(path)
-    except FileNotFoundError:
-        raise FetchError(f"fetch {url}: {_cause(FileNotFoundError())}") from None
-    except Exception as exc:  # noqa: BLE001 - sorted into retry or not by its status
-        status = _status(exc)
-        if status is not None and status not in RETRY_STATUS:
-            raise FetchError(f"fetch {url}: {_cause(exc)}") from None
-        raise _Retry(_cause(exc)) from exc
-    if size is not None and size > fetch.max_bytes:
-        raise FetchError(f"fetch {url}: {size} bytes, more than max_fetch_bytes={fetch.max_bytes}")
-    try:
-        with fs.open(path, "rb", block_size=0) as f:  # one streamed GET, not ranged reads
-            data = f.read(fetch.max_bytes + 1)
-    except FileNotFoundError:
-        raise FetchError(f"fetch {url}: {_cause(FileNotFoundError())}") from None
-    except Exception as exc:  # noqa: BLE001
-        status = _status(exc)
-        if status is not None and status not in RETRY_STATUS:
-            raise FetchError(f"fetch {url}: {_cause(exc)}") from None
-        raise _Retry(_cause(exc)) from exc
-    if len(data) > fetch.max_bytes:
-        raise FetchError(f"fetch {url}: more than max_fetch_bytes={fetch.max_bytes} bytes")
+        # http: size=-1 skips fsspec's HEAD probe, which reports any failure as "not found"
+        size = None if http else fs.size(path)
+        if size is not None and size > fetch.max_bytes:
+            raise FetchError(f"fetch {url}: {size} bytes, more than max_fetch_bytes={fetch.max_bytes}")
+        with fs.open(path, "rb", block_size=0, **({"size": -1} if http else {})) as f:
+            if http:
+                size = f.r.content_length
+                if size is not None and size > fetch.max_bytes:
+                    raise FetchError(f"fetch {url}: {size} bytes, more than max_fetch_bytes={fetch.max_bytes}")
+            data = _read_limited(f, url, fetch.max_bytes)
+    except FetchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - sorted into final or transient by its status
+        raise _classified(url, exc) from exc
     if size is not None and len(data) < size:
         raise _Retry(f"truncated body: {len(data)} of the {size} bytes declared")
-    return bytes(data)
+    return data
 
 
 def fetch_url(url: str, storage_options: dict[str, Any] | None = None, fetch: Fetch | None = None) -> bytes:

@@ -73,7 +73,7 @@ def read_huggingface(files: list[str], filesystem: FileSystem, columns: list[str
 def read_jsonl(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
     import ray.data as rd
 
-    return _manifest(lambda f: rd.read_json(f, filesystem=filesystem, lines=True), files, filesystem, columns, inp)
+    return _manifest(lambda f: rd.read_json(f, filesystem=filesystem), files, filesystem, columns, inp)
 
 
 def read_csv(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:

@@ -82,8 +82,13 @@ class InputSpec(_Strict):
             raise ValueError(f"split and config are keys of format huggingface, not {self.format}")
         if self.path_column is not None and self.format not in ("jsonl", "csv"):
             raise ValueError(f"path_column is a key of the jsonl and csv formats, not {self.format}")
-        if self.format == "huggingface" and not isinstance(self.path, str):
-            raise ValueError("format huggingface reads one dataset: path is a name or folder, not a list")
+        if self.format == "huggingface":
+            if not isinstance(self.path, str):
+                raise ValueError("format huggingface reads one dataset: path is a name or folder, not a list")
+            import importlib.util
+
+            if importlib.util.find_spec("datasets") is None:
+                raise ValueError("format huggingface needs the datasets package: pip install 'mmbatch[inputs]'")
         return self
 
     @property

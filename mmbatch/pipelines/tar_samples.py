@@ -102,7 +102,8 @@ def scan_shard(f: IO[bytes], shard: str) -> list[Sample]:
             if info.isreg():
                 members.append((info.name, info.size))
     except tarfile.TarError as exc:
-        raise BadShard(f"corrupt tar after {len(members)} members ({type(exc).__name__}: {exc})") from None
+        what = "truncated" if "end of data" in str(exc) else "corrupt"
+        raise BadShard(f"{what} tar after {len(members)} members ({type(exc).__name__}: {exc})") from None
     if not _end_marker_ok(f, tar.offset):
         what = "truncated" if tar.offset + 512 > size else "corrupt"
         raise BadShard(f"{what} tar: no valid member header or end-of-archive marker at byte {tar.offset} "
