@@ -10,7 +10,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import check_path_allowed, open_url
+from mmbatch.core.files import Fetch, check_path_allowed, open_url
 from mmbatch.core.requirements import Requirements
 
 from .base import map_rows, register
@@ -135,12 +135,13 @@ def read_audio(
     storage_options: dict[str, Any] | None = None,
     resampler: str = "float",
     allowed_roots: list[str] | None = None,
+    fetch: Fetch | None = None,
 ) -> tuple[np.ndarray, int]:
     """Bytes, or a local path / fsspec URL -> (mono float32 waveform, original sample rate)."""
     decode = decode_as_faster_whisper if resampler == "faster_whisper" else decode_file
     if isinstance(data, str):
         check_path_allowed(data, allowed_roots)
-        with open_url(data, storage_options) as f:
+        with open_url(data, storage_options, fetch) as f:
             return decode(f, sample_rate, max_duration)
     if not data:
         raise ValueError("empty audio (0 bytes)")
@@ -182,7 +183,7 @@ class DecodeAudio(Decoder[DecodeAudioConfig]):
 
         def one(**row: Any) -> dict[str, Any]:
             wave, orig = read_audio(row[cfg.column], cfg.sample_rate, cfg.max_duration, cfg.storage_options,
-                                    cfg.resampler, cfg.allowed_roots)
+                                    cfg.resampler, cfg.allowed_roots, cfg.fetch())
             if not np.isfinite(wave).all():
                 raise ValueError(f"audio holds {int((~np.isfinite(wave)).sum())} NaN/Inf samples")
             if cfg.reject_silence and float(np.abs(wave).max()) < SILENCE_PEAK:

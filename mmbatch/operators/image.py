@@ -10,7 +10,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from mmbatch.core.columns import Column
-from mmbatch.core.files import check_path_allowed, read_bytes
+from mmbatch.core.files import Fetch, check_path_allowed, read_bytes
 from mmbatch.core.requirements import Requirements
 
 from .base import map_rows, register
@@ -88,6 +88,7 @@ def read_image(
     exif_transpose: bool = True,
     background: tuple[int, int, int] = WHITE,
     allowed_roots: list[str] | None = None,
+    fetch: Fetch | None = None,
 ) -> tuple[np.ndarray, int, int, int]:
     """Decode to RGB uint8 pixels as a viewer shows the image: upright by its EXIF
     orientation, 16/32-bit modes scaled to 8 bits, transparency composited on ``background``,
@@ -97,7 +98,7 @@ def read_image(
 
     if isinstance(data, str):
         check_path_allowed(data, allowed_roots)
-        data = read_bytes(data, storage_options)
+        data = read_bytes(data, storage_options, fetch)
     if not data:
         raise ValueError("empty image (0 bytes)")
     try:
@@ -159,7 +160,7 @@ class DecodeImage(Decoder[DecodeImageConfig]):
         def one(**row: Any) -> dict[str, Any]:
             pixels, w, h, frames = read_image(row[c], cfg.resize, cfg.max_pixels, cfg.storage_options,
                                               exif_transpose=cfg.exif_transpose, background=cfg.background,
-                                              allowed_roots=cfg.allowed_roots)
+                                              allowed_roots=cfg.allowed_roots, fetch=cfg.fetch())
             return {cfg.output: pixels, f"{c}_width": w, f"{c}_height": h, f"{c}_frames": frames}
 
         return map_rows({c: batch[c]}, one, list(self.outputs()))

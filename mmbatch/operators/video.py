@@ -50,7 +50,7 @@ def read_video(data: bytes | str, cfg: DecodeVideoConfig) -> dict[str, Any]:
     at or after each multiple of ``1/fps`` seconds from the first frame."""
     if isinstance(data, str):
         check_path_allowed(data, cfg.allowed_roots)
-        data = read_bytes(data, cfg.storage_options)
+        data = read_bytes(data, cfg.storage_options, cfg.fetch())
     if not data:
         raise ValueError("empty video (0 bytes)")
     with _open(data) as container:

@@ -312,12 +312,14 @@ def read_source(job: Job, scan: InputScan | None = None, done: frozenset[Any] | 
     fmt = inp.file_format
     ctx = DataContext.get_current()
     ctx.target_max_block_size = min(ctx.target_max_block_size or BLOCK_BYTES, BLOCK_BYTES)
-    if scan is None:
+    if scan is None and not fmt.extensions:  # huggingface: a dataset, not files to list
+        fs, files = io.filesystem(".")[0], list[str]()
+    elif scan is None:
         fs, files = io.list_files(inp.path, fmt.extensions, inp.storage_options)
     else:
         first = inp.path if isinstance(inp.path, str) else inp.path[0]
         fs, files = io.filesystem(first, inp.storage_options)[0], scan.paths
-    ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns)
+    ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns, inp)
     if fmt.file_column is not None and not io.is_local(fs):
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:

@@ -1,18 +1,37 @@
 """Input formats: one table, name -> file extensions, the column a file's bytes go to, and
-the Ray Data reader. Adding a format is one entry here (and its reader below)."""
+the Ray Data reader. Adding a format is one entry here (and its reader below).
+
+Where Ray Data's own reader fits, it is used (``read_parquet``, ``read_binary_files``,
+``read_json``, ``read_csv``). Two are not:
+
+* ``webdataset``: ``ray.data.read_webdataset`` fails the whole read task on a duplicate
+  member or a key that comes back later, silently drops members without a key, and builds
+  pandas frames in which a member missing from some samples turns a bytes column into
+  objects and NaN. :class:`~mmbatch.pipelines.sources.TarShards` keeps Ray's file-based
+  reading (listing, parallel read tasks, retries, filesystems) and groups members itself,
+  making such samples error rows.
+* ``huggingface``: ``ray.data.from_huggingface`` first asks the hub for Parquet files of
+  the dataset (a network call, refused offline) and otherwise copies the whole table
+  through the driver; :class:`~mmbatch.pipelines.sources.HFSplit` reads row ranges of the
+  memory-mapped split in each read task.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyarrow.fs import FileSystem
 
-Reader = Callable[[list[str], FileSystem, list[str] | None], Any]
+if TYPE_CHECKING:
+    from .spec import InputSpec
+
+Reader = Callable[[list[str], FileSystem, list[str] | None, "InputSpec"], Any]
+"""(files, filesystem, columns to read, the job's input) -> a Ray Dataset"""
 
 
-def read_parquet(files: list[str], filesystem: FileSystem, columns: list[str] | None) -> Any:
+def read_parquet(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
     """Ray Data's Parquet reader, one read task per file, its rows cut into blocks as read.
 
     Ray 2.60's default (DataSourceV2) packs all the files into one read task that returns a
@@ -32,11 +51,86 @@ def read_parquet(files: list[str], filesystem: FileSystem, columns: list[str] | 
         ctx.use_datasource_v2 = v2
 
 
-def read_files(files: list[str], filesystem: FileSystem, columns: list[str] | None) -> Any:
+def read_files(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
     """One row per file: ``path`` and ``bytes`` (renamed to the format's file column)."""
     import ray.data as rd
 
     return rd.read_binary_files(files, filesystem=filesystem, include_paths=True)
+
+
+def read_webdataset(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
+    """One row per sample of WebDataset tar shards, streamed (never extracted to disk)."""
+    import ray.data as rd
+
+    from . import io
+    from .sources import TarShards
+
+    fs = getattr(getattr(filesystem, "handler", None), "fs", None)
+    names = {f: io.unstrip(fs, f) for f in files} if fs is not None else {}
+    ds = rd.read_datasource(TarShards(files, names, inp.id_column, filesystem=filesystem))
+    return _project(ds, columns, inp)
+
+
+def read_huggingface(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
+    """One split of a Hugging Face dataset (``files``: its Arrow files, for the manifest)."""
+    import ray.data as rd
+
+    from . import hf_source
+    from .sources import HFSplit
+
+    rows = len(hf_source.open_split(str(inp.path), inp.config, inp.split))
+    return rd.read_datasource(HFSplit(str(inp.path), inp.config, inp.split, inp.id_column, columns, rows,
+                                      inp.block_rows))
+
+
+def read_jsonl(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
+    import ray.data as rd
+
+    return _manifest(lambda f: rd.read_json(f, filesystem=filesystem), files, filesystem, columns, inp)
+
+
+def read_csv(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
+    import ray.data as rd
+
+    return _manifest(lambda f: rd.read_csv(f, filesystem=filesystem), files, filesystem, columns, inp)
+
+
+def _project(ds: Any, columns: list[str] | None, inp: InputSpec) -> Any:
+    if not columns:
+        return ds
+    keep = list(dict.fromkeys([*columns, inp.id_column, "error"]))
+    return ds.map_batches(lambda t: t.select([c for c in keep if c in t.column_names]), batch_format="pyarrow")
+
+
+def _manifest(read: Callable[[str | list[str]], Any], files: list[str], filesystem: FileSystem, columns: list[str] | None,
+              inp: InputSpec) -> Any:
+    """A manifest's rows; with ``input.path_column``, relative paths resolved against the
+    folder of the manifest file that names them (one read per manifest file)."""
+    if inp.path_column is None:
+        return _project(read(files if len(files) > 1 else files[0]), columns, inp)
+    from . import io
+
+    fs = getattr(getattr(filesystem, "handler", None), "fs", None)
+    parts = []
+    for f in files:
+        base = io.unstrip(fs, f) if fs is not None else f
+        parts.append(read(f).map_batches(_ResolvePaths(inp.path_column, base), batch_format="pyarrow"))
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    return _project(ds, columns, inp)
+
+
+@dataclass(frozen=True)
+class _ResolvePaths:
+    column: str
+    manifest: str
+
+    def __call__(self, table: Any) -> Any:
+        import pyarrow as pa
+
+        from .manifests import resolve_paths
+
+        values = resolve_paths(table.column(self.column).to_pylist(), self.manifest)
+        return table.set_column(table.column_names.index(self.column), self.column, pa.array(values, pa.string()))
 
 
 @dataclass(frozen=True)
@@ -46,6 +140,7 @@ class InputFormat:
     reader: Reader
     file_column: str | None = None
     """Raw-file formats: the column holding each file's bytes (``path`` names the file)."""
+    description: str = ""
 
     @property
     def columns(self) -> list[str] | None:
@@ -56,12 +151,22 @@ class InputFormat:
 FORMATS: dict[str, InputFormat] = {
     f.name: f
     for f in (
-        InputFormat("parquet", (".parquet",), read_parquet),
+        InputFormat("parquet", (".parquet",), read_parquet, description="Parquet files, one row per row"),
         InputFormat(
-            "images", (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"), read_files, "image"
+            "images", (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"), read_files, "image",
+            "a folder of image files: path + image bytes",
         ),
-        InputFormat("audio", (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".webm"), read_files, "audio"),
-        InputFormat("video", (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"), read_files, "video"),
+        InputFormat("audio", (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".webm"), read_files, "audio",
+                    "a folder of audio files: path + audio bytes"),
+        InputFormat("video", (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"), read_files, "video",
+                    "a folder of video files: path + video bytes"),
+        InputFormat("webdataset", (".tar",), read_webdataset,
+                    description="WebDataset .tar shards (brace ranges allowed): one row per sample key"),
+        InputFormat("huggingface", (), read_huggingface,
+                    description="a Hugging Face dataset (save_to_disk folder, or name/folder via the HF cache)"),
+        InputFormat("jsonl", (".jsonl", ".json"), read_jsonl,
+                    description="JSON Lines manifests, e.g. an id and a path/URL column"),
+        InputFormat("csv", (".csv",), read_csv, description="CSV manifests with a header row"),
     )
 }
 

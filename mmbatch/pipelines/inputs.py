@@ -1,17 +1,21 @@
 """The input, checked before anything runs: every file listed with its size and mtime, every
-Parquet shard opened (a corrupt one is named, or skipped with ``input.on_bad_file: skip``),
-the id column found in each, the rows counted, and duplicate ids caught. No Ray here."""
+Parquet shard, tar shard or manifest opened (a corrupt one is named, or skipped with
+``input.on_bad_file: skip``), the ids read from each (a tar's sample keys from its member
+headers), the rows counted, and duplicate ids caught. No Ray here."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from . import io
+from .manifests import check_path_column, read_manifest
 from .spec import InputSpec, JobSpecError
+from .tar_samples import BadShard, scan_shard
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,81 @@ def _info(fs: Any, path: str) -> InputFile:
     return InputFile(path, int(info.get("size") or 0), str(mtime))
 
 
+def _ids_parquet(fs: Any, path: str, inp: InputSpec) -> list[Any]:
+    with fs.open(path, "rb") as f:
+        schema = pq.read_schema(f)
+        if inp.id_column not in schema.names:
+            raise JobSpecError(
+                f"{io.unstrip(fs, path)}: no id column '{inp.id_column}' (columns: {', '.join(schema.names)}); "
+                "set input.id_column"
+            )
+        f.seek(0)
+        column = pq.read_table(f, columns=[inp.id_column]).column(inp.id_column)
+    if column.null_count:
+        raise JobSpecError(f"{io.unstrip(fs, path)}: {column.null_count} rows have a null id ('{inp.id_column}')")
+    return list(column.to_pylist())
+
+
+def _ids_webdataset(fs: Any, path: str, inp: InputSpec) -> list[Any]:
+    """The sample keys of a shard, from its member headers (the data is skipped, not read)."""
+    with fs.open(path, "rb") as f:
+        return [s.key for s in scan_shard(f, io.unstrip(fs, path))]
+
+
+def _ids_manifest(fs: Any, path: str, inp: InputSpec) -> list[Any]:
+    where = io.unstrip(fs, path)
+    with fs.open(path, "rb") as f:
+        table = read_manifest(f, inp.format)
+    if inp.id_column not in table.column_names:
+        raise JobSpecError(f"{where}: no id column '{inp.id_column}' (columns: {', '.join(table.column_names)}); "
+                           "set input.id_column")
+    if inp.path_column is not None:
+        try:
+            check_path_column(table, inp.path_column, where)
+        except ValueError as exc:
+            raise JobSpecError(str(exc)) from None
+    column = table.column(inp.id_column)
+    if column.null_count:
+        raise JobSpecError(f"{where}: {column.null_count} rows have a null id ('{inp.id_column}')")
+    return list(column.to_pylist())
+
+
+IdReader = Callable[[Any, str, InputSpec], list[Any]]
+ID_READERS: dict[str, tuple[IdReader, str]] = {
+    "parquet": (_ids_parquet, "Parquet file"),
+    "webdataset": (_ids_webdataset, "tar shard"),
+    "jsonl": (_ids_manifest, "JSON Lines file"),
+    "csv": (_ids_manifest, "CSV file"),
+}
+"""format -> (the ids of one file, what a file is called in messages)"""
+
+
+def _scan_huggingface(inp: InputSpec) -> InputScan:
+    """A Hugging Face split: its Arrow files, its rows, and its ids (``<split>:<index>`` where
+    the split has no ``input.id_column``)."""
+    import os
+
+    from .hf_source import cache_files, open_split
+
+    try:
+        ds = open_split(str(inp.path), inp.config, inp.split)
+    except ValueError as exc:
+        raise JobSpecError(f"input.path: {exc}") from None
+    files = [InputFile(p, os.path.getsize(p), str(os.path.getmtime(p))) for p in cache_files(ds)]
+    ids = Counter[Any]()
+    if inp.id_column in ds.column_names:
+        column = ds.with_format("arrow").data.column(inp.id_column)
+        if column.null_count:
+            raise JobSpecError(f"input: {inp.path}: {column.null_count} rows have a null id ('{inp.id_column}')")
+        ids.update(column.to_pylist())
+    return _counted(inp, files, [], ids, len(ds), min(len(ds), inp.block_rows))  # read in ranges of block_rows
+
+
 def scan_input(inp: InputSpec) -> InputScan:
     """List and check the input; raise :class:`JobSpecError` naming the file and the cause."""
     fmt = inp.file_format
+    if fmt.name == "huggingface":
+        return _scan_huggingface(inp)
     try:
         fs, paths = io.list_files(inp.path, fmt.extensions, inp.storage_options)
     except (FileNotFoundError, OSError) as exc:
@@ -55,37 +131,34 @@ def scan_input(inp: InputSpec) -> InputScan:
         files = [_info(fs, p) for p in paths]
         rows = len(files) if inp.limit is None else min(inp.limit, len(files))
         return InputScan(files, rows)
+    read_ids, what = ID_READERS[fmt.name]
     files, skipped, ids, largest = [], [], Counter[Any](), 1
     for path in paths:
         try:
-            with fs.open(path, "rb") as f:
-                schema = pq.read_schema(f)
-                if inp.id_column not in schema.names:
-                    raise JobSpecError(
-                        f"{io.unstrip(fs, path)}: no id column '{inp.id_column}' (columns: {', '.join(schema.names)}); "
-                        "set input.id_column"
-                    )
-                f.seek(0)
-                column = pq.read_table(f, columns=[inp.id_column]).column(inp.id_column)
+            file_ids = read_ids(fs, path, inp)
         except JobSpecError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any unreadable shard is named
-            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is named
+            reason = str(exc) if isinstance(exc, BadShard) else f"{type(exc).__name__}: {exc}"
             if inp.on_bad_file == "skip":
                 skipped.append({"path": io.unstrip(fs, path), "reason": reason})
                 continue
             raise JobSpecError(
-                f"{io.unstrip(fs, path)}: not a readable Parquet file ({reason}); "
+                f"{io.unstrip(fs, path)}: not a readable {what} ({reason}); "
                 "fix or remove it, or set input.on_bad_file: skip"
             ) from None
-        if column.null_count:
-            raise JobSpecError(f"{io.unstrip(fs, path)}: {column.null_count} rows have a null id ('{inp.id_column}')")
-        ids.update(column.to_pylist())
-        largest = max(largest, len(column))
+        ids.update(file_ids)
+        largest = max(largest, len(file_ids))
         files.append(_info(fs, path))
     if not files:
-        raise JobSpecError(f"input.path: no readable Parquet files under {inp.path} ({len(skipped)} skipped)")
-    total = sum(ids.values())
+        raise JobSpecError(f"input.path: no readable {what}s under {inp.path} ({len(skipped)} skipped)")
+    return _counted(inp, files, skipped, ids, sum(ids.values()), largest)
+
+
+def _counted(
+    inp: InputSpec, files: list[InputFile], skipped: list[dict[str, str]], ids: Counter[Any], total: int, largest: int
+) -> InputScan:
+    """The scan, after the duplicate-id check (``input.duplicate_ids``)."""
     duplicates = {i: n for i, n in ids.items() if n > 1}
     if duplicates and inp.duplicate_ids == "refuse":
         examples = ", ".join(f"{i!r} ({n} rows)" for i, n in list(duplicates.items())[:5])

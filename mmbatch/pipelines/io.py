@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import uuid
 from typing import Any
 
@@ -35,17 +36,41 @@ def _is_glob(path: str) -> bool:
     return any(ch in path for ch in "*?[")
 
 
+_BRACE = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_braces(path: str) -> list[str]:
+    """WebDataset-style brace expansion: ``shard-{000..002}.tar`` -> ``shard-000.tar``,
+    ``shard-001.tar``, ``shard-002.tar`` (the width of the first bound kept), and
+    ``{a,b}`` -> ``a``, ``b``; several braces multiply. A path without braces is itself."""
+    m = _BRACE.search(path)
+    if m is None:
+        return [path]
+    body, head, tail = m.group(1), path[: m.start()], path[m.end():]
+    if ".." in body:
+        lo, hi = body.split("..", 1)
+        if not (lo.isdigit() and hi.isdigit()):
+            raise ValueError(f"{path}: brace range {{{body}}} is not {{<number>..<number>}}")
+        width = len(lo) if lo.startswith("0") else 0
+        step = 1 if int(hi) >= int(lo) else -1
+        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + step, step)]
+    else:
+        options = body.split(",")
+    return [p for o in options for p in expand_braces(head + o + tail)]
+
+
 PARQUET = (".parquet",)
 
 
 def list_files(
     paths: str | list[str], extensions: tuple[str, ...], storage_options: dict[str, Any] | None = None
 ) -> tuple[fsspec.AbstractFileSystem, list[str]]:
-    """Expand files, folders (recursively) and globs to a sorted list of the data files with
-    one of ``extensions`` (a file named directly is taken whatever its extension).
+    """Expand brace ranges, files, folders (recursively) and globs to a sorted list of the
+    data files with one of ``extensions`` (a file named directly is taken whatever its
+    extension; each file a brace range names must exist).
 
     Files whose names start with '.' or '_' (temporary files, markers) are skipped."""
-    items = [paths] if isinstance(paths, str) else list(paths)
+    items = [p for item in ([paths] if isinstance(paths, str) else list(paths)) for p in expand_braces(item)]
     if not items:
         raise FileNotFoundError("input.path is empty")
     fs, _ = filesystem(items[0], storage_options)

@@ -23,7 +23,7 @@ from .spec import Job
 MANIFEST = "manifest.json"
 MODEL_KEYS = ("model", "controlnet", "weights", "reference_stats")
 """Config keys naming weights or statistics a result depends on."""
-RUN_KEYS = {"resources", "batch_size", "threads"}
+RUN_KEYS = {"resources", "batch_size", "threads", "fetch_timeout", "fetch_retries"}
 """Config keys that change how a step runs, not what it writes (a resume may change them)."""
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmbatch.core.metric import METRICS, MetricConfig, MetricError, build_metric
 from mmbatch.core.requirements import MissingDependency
@@ -39,9 +39,22 @@ class _Strict(BaseModel):
 
 
 class InputSpec(_Strict):
-    path: str | list[str] = Field(description="file, folder, glob or list; local or any fsspec URL")
-    format: str = Field("parquet", description=f"{' | '.join(FORMATS)}: Parquet files or a folder of raw files")
-    id_column: str = Field("id", description="unique row id (for files: the path)")
+    path: str | list[str] = Field(
+        description="file, folder, glob or list; local or any fsspec URL; webdataset shards may use brace "
+        "ranges (shard-{00000..00099}.tar); huggingface: a dataset name, a local dataset folder or a "
+        "save_to_disk folder"
+    )
+    format: str = Field("parquet", description="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+    id_column: str = Field(
+        "id", description="unique row id (for files: the path; webdataset: the column that gets each sample's "
+        "key; huggingface: a column of the dataset, or, if it has none of that name, '<split>:<row index>')"
+    )
+    split: str = Field("train", description="huggingface: the split to read")
+    config: str | None = Field(None, description="huggingface: the dataset's configuration (subset) name")
+    path_column: str | None = Field(
+        None, description="jsonl/csv manifests: the column of media paths or URLs (http(s)://, s3://, gs://, ...); "
+        "relative paths are resolved against the manifest's folder. A decode step reads it with column: <name>"
+    )
     columns: list[str] | None = Field(None, description="read only these columns")
     limit: int | None = Field(None, ge=1, description="process only the first N rows")
     block_rows: int = Field(
@@ -62,6 +75,21 @@ class InputSpec(_Strict):
         if v not in FORMATS:
             raise ValueError(f"unknown format '{v}'; known formats: {', '.join(FORMATS)}")
         return v
+
+    @model_validator(mode="after")
+    def _format_keys(self) -> InputSpec:
+        if self.format != "huggingface" and ("split" in self.model_fields_set or "config" in self.model_fields_set):
+            raise ValueError(f"split and config are keys of format huggingface, not {self.format}")
+        if self.path_column is not None and self.format not in ("jsonl", "csv"):
+            raise ValueError(f"path_column is a key of the jsonl and csv formats, not {self.format}")
+        if self.format == "huggingface":
+            if not isinstance(self.path, str):
+                raise ValueError("format huggingface reads one dataset: path is a name or folder, not a list")
+            import importlib.util
+
+            if importlib.util.find_spec("datasets") is None:
+                raise ValueError("format huggingface needs the datasets package: pip install 'mmbatch[inputs]'")
+        return self
 
     @property
     def file_format(self) -> InputFormat:
@@ -260,8 +288,8 @@ def input_roots(inp: InputSpec) -> list[str]:
         if "://" in item and not item.startswith("file://"):
             continue
         local = os.path.expanduser(item.removeprefix("file://"))
-        if any(ch in local for ch in "*?["):
-            local = local[: min(local.index(ch) for ch in "*?[" if ch in local)]
+        if any(ch in local for ch in "*?[{"):
+            local = local[: min(local.index(ch) for ch in "*?[{" if ch in local)]
         roots.append(os.path.abspath(local if os.path.isdir(local) else os.path.dirname(local) or "."))
     return roots
 

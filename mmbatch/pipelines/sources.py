@@ -1,0 +1,83 @@
+"""Ray Data datasources of the formats Ray's own readers do not fit (imported only when a
+job reads one; :mod:`mmbatch.pipelines.formats` says why for each).
+
+* :class:`TarShards` -- WebDataset shards on Ray's ``FileBasedDatasource`` (Ray's file
+  listing, parallel read tasks, retries, any filesystem), grouped by
+  :mod:`mmbatch.pipelines.tar_samples`, so that a sample that cannot be read is an error
+  row instead of a failed read task.
+* :class:`HFSplit` -- a Hugging Face split in row ranges, each read task memory-mapping
+  the split itself (no hub request, no copy through the driver)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
+
+from . import hf_source
+from .tar_samples import Sample, samples_table, stream_members
+
+SAMPLES_PER_BLOCK = 256
+
+
+class TarShards(FileBasedDatasource):
+    _FILE_EXTENSIONS = ["tar"]
+
+    def __init__(self, paths: list[str], names: dict[str, str], id_column: str, **kwargs: Any) -> None:
+        super().__init__(paths, **kwargs)
+        self.names, self.id_column = names, id_column
+
+    def _read_stream(self, f: Any, path: str) -> Iterator[pa.Table]:
+        from .tar_samples import group_members
+
+        shard = self.names.get(path, path)
+        errors: list[str] = []
+        batch: list[Sample] = []
+        for sample in group_members(stream_members(f, shard, errors), shard):
+            batch.append(sample)
+            if len(batch) > SAMPLES_PER_BLOCK:  # the last one stays: it may be the one a read error cut
+                yield samples_table(batch[:-1], shard, self.id_column)
+                batch = batch[-1:]
+        if errors:
+            if batch:
+                batch[-1].error = errors[0]
+            else:
+                batch.append(Sample(f"{shard}#unreadable", {}, errors[0]))
+        if batch:
+            yield samples_table(batch, shard, self.id_column)
+
+
+class HFSplit(Datasource):
+    def __init__(self, path: str, config: str | None, split: str, id_column: str, columns: list[str] | None,
+                 rows: int, block_rows: int) -> None:
+        self.path, self.config, self.split, self.id_column = path, config, split, id_column
+        self.columns, self.rows, self.block_rows = columns, rows, block_rows
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        n = max(1, min(parallelism, -(-self.rows // self.block_rows)))
+        bounds = [self.rows * i // n for i in range(n + 1)]
+        tasks = []
+        for start, stop in zip(bounds, bounds[1:], strict=False):
+            if stop <= start:
+                continue
+            meta = BlockMetadata(num_rows=stop - start, size_bytes=None, input_files=None, exec_stats=None)
+            tasks.append(ReadTask(self._reader(start, stop), meta, per_task_row_limit=per_task_row_limit))
+        return tasks
+
+    def _reader(self, start: int, stop: int) -> Any:
+        path, config, split, id_column, columns, step = (self.path, self.config, self.split, self.id_column,
+                                                         self.columns, self.block_rows)
+
+        def read() -> Iterator[pa.Table]:
+            ds = hf_source.open_split(path, config, split)
+            for lo in range(start, stop, step):
+                yield hf_source.rows_table(ds, lo, min(stop, lo + step), split, id_column, columns)
+
+        return read
