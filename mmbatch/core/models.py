@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,10 +172,26 @@ MODEL_FILES = ("config.json", "model_index.json", "model.bin", "model.safetensor
 """A folder holding one of these is a model folder (transformers, diffusers, CTranslate2)."""
 
 
+_LOCAL_REFS: ContextVar[list[tuple[str, str]] | None] = ContextVar("mmbatch_local_model_refs", default=None)
+
+
+@contextmanager
+def collect_local_refs() -> Iterator[list[tuple[str, str]]]:
+    """Within the block, every local path :func:`check_model_ref` accepts is appended to the
+    list yielded, as (what, absolute path): the paths every node must see."""
+    seen: list[tuple[str, str]] = []
+    token = _LOCAL_REFS.set(seen)
+    try:
+        yield seen
+    finally:
+        _LOCAL_REFS.reset(token)
+
+
 def check_model_ref(ref: str, storage_options: dict[str, Any] | None = None, what: str = "model") -> None:
     """Fail now, not in a worker after the data is read, when ``ref`` cannot be loaded: a
     local path that does not exist or holds no model, an object-store URL with nothing
-    there, or (offline) a hub id that is not in the local cache. Raises ``ValueError``."""
+    there, or (offline) a hub id that is not in the local cache. Raises ``ValueError``.
+    A local path accepted is recorded for :func:`collect_local_refs`."""
     if protocol(ref) not in LOCAL_PROTOCOLS:
         import fsspec
 
@@ -187,6 +206,9 @@ def check_model_ref(ref: str, storage_options: dict[str, Any] | None = None, wha
             raise ValueError(f"{what} {ref}: no such file or folder")
         if local.is_dir() and not any((local / name).exists() for name in MODEL_FILES):
             raise ValueError(f"{what} {ref}: the folder holds no model ({', '.join(MODEL_FILES[:3])}, ...)")
+        refs = _LOCAL_REFS.get()
+        if refs is not None:
+            refs.append((what, str(local.resolve())))
         return
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         try:

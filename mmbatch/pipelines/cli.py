@@ -1,4 +1,5 @@
-"""``mmbatch`` command line: validate, plan, run, ops, metrics, quickstart."""
+"""``mmbatch`` command line: validate, plan, run, submit, status, stop, errors, ops, metrics,
+quickstart."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ EPILOG = """examples:
   mmbatch validate jobs/vqa.yaml
   mmbatch plan jobs/quickstart.yaml input.path=s3://bucket/shards/ --cpu
   mmbatch run jobs/transcribe_archive.yaml steps.1.batch_size=8 --address auto
+  mmbatch submit quickstart input.path=s3://bucket/images/ --address http://head:8265 --follow
 """
 
 
@@ -100,9 +102,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         cpu_only=args.cpu,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
+        wait=args.wait,
     )
     print(summary.render())
     return 0
+
+
+def _env_pairs(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise JobSpecError(f"--env {pair}: expected VAR=VALUE")
+        env[key] = value
+    return env
+
+
+def _passed_run_flags(args: argparse.Namespace) -> list[str]:
+    """The ``run`` flags of ``submit``, as the submitted ``mmbatch run`` gets them."""
+    flags = [f"--{name.replace('_', '-')}" for name in ("resume", "retry_errors", "overwrite", "cpu")
+             if getattr(args, name)]
+    if getattr(args, "verbose", False):
+        flags.append("--verbose")
+    if args.wait != DEFAULT_WAIT:
+        flags += ["--wait", f"{args.wait:g}"]
+    return flags
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from . import submit as jobs_api
+    from .spec import resolve_job_path
+
+    env_vars = _env_pairs(args.env)
+    job_file = resolve_job_path(args.job)
+    # validated here, without I/O: its paths are read on the cluster (${VAR}: --env, then ours)
+    job = load_job(job_file, args.overrides, env=dict(os.environ) | env_vars)
+    with jobs_api.staged(job_file, args.overrides, _passed_run_flags(args), env_vars) as submission:
+        sid = jobs_api.submit(args.address, submission)
+    print(sid, flush=True)
+    print(f"submitted job {job.name} ({job_file.name}) to {args.address}: "
+          f"mmbatch status {sid} --address {args.address}", file=sys.stderr, flush=True)
+    if not args.follow:
+        return 0
+    state = jobs_api.follow(args.address, sid, lambda text: print(text, end="", flush=True))
+    message = jobs_api.status(args.address, sid)[1]
+    print(f"{sid}: {state}" + (f": {message}" if message and state != "SUCCEEDED" else ""), file=sys.stderr)
+    return 0 if state == "SUCCEEDED" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import submit as jobs_api
+
+    state, message = jobs_api.status(args.address, args.submission_id)
+    print(f"{args.submission_id}: {state}" + (f": {message}" if message else ""))
+    return 1 if state in ("FAILED", "STOPPED") else 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from . import submit as jobs_api
+
+    running, state = jobs_api.stop(args.address, args.submission_id)
+    if not running:
+        print(f"{args.submission_id}: nothing to stop, it is {state}")
+        return 0
+    print(f"{args.submission_id}: {state}" + ("" if state == "STOPPED" else " (stop requested, not ended yet)"))
+    return 0 if state in jobs_api.FINISHED else 1
 
 
 def _summary_line(doc: str | None) -> str:
@@ -168,7 +232,34 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     args.cpu = False
     args.num_cpus = None
     args.num_gpus = None
+    args.wait = DEFAULT_WAIT
     return cmd_run(args)
+
+
+DEFAULT_WAIT = 600.0
+"""Seconds ``run`` waits for an autoscaler to add the nodes a job needs."""
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` that ``submit`` passes on to the ``run`` on the cluster."""
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="Ray's own progress snapshots and the workers' logs (default: one line per step)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same job: rows already written are not redone; "
+                        "a changed job is refused, a finished one is left as it is")
+    p.add_argument("--retry-errors", action="store_true", help="like --resume, and redo the rows in errors/")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing output first")
+    p.add_argument("--cpu", action="store_true", help="drop every GPU request and run on CPUs")
+    p.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+                   help="on an autoscaling cluster, how long to wait for the nodes the steps need before "
+                        f"giving up (default: {DEFAULT_WAIT:g}); a fixed cluster that lacks them fails at once")
+
+
+def _api_address(p: argparse.ArgumentParser) -> None:
+    default = os.environ.get("RAY_API_SERVER_ADDRESS")
+    p.add_argument("--address", default=default, required=default is None,
+                   help="the cluster's Ray Jobs API (dashboard) address, e.g. http://head:8265 "
+                        "(default: $RAY_API_SERVER_ADDRESS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,17 +290,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="a running Ray cluster: 'auto' (on its head node) or host:port; workers without this "
                         "mmbatch get it shipped in the job's runtime env (default: start a local Ray in-process)")
-    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                   help="Ray's own progress snapshots and the workers' logs (default: one line per step)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run of the same job: rows already written are not redone; "
-                        "a changed job is refused, a finished one is left as it is")
-    p.add_argument("--retry-errors", action="store_true", help="like --resume, and redo the rows in errors/")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing output first")
-    p.add_argument("--cpu", action="store_true", help="drop every GPU request and run on CPUs")
+    _run_flags(p)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--num-gpus", type=int, default=None, help="GPUs of the local Ray (default: detected)")
     p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser(
+        "submit", help="run a job on a remote cluster through the Ray Jobs API (needs mmbatch[cluster])",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Prints the submission id. The job file travels as written (${VAR} resolved on the cluster;\n"
+               "--env sets them there) with this mmbatch package; the cluster runs\n"
+               "`mmbatch run JOB KEY=VALUE... --address auto` with the run flags given here.",
+    )
+    _job_args(p)
+    _api_address(p)
+    _run_flags(p)
+    p.add_argument("--env", action="append", default=[], metavar="VAR=VALUE",
+                   help="an environment variable of the job on the cluster (repeatable)")
+    p.add_argument("--follow", action="store_true",
+                   help="stream the job's logs until it ends; exit status 1 unless it succeeded")
+    p.set_defaults(fn=cmd_submit)
+
+    p = sub.add_parser("status", help="the state of a submitted job (exit status 1: failed or stopped)")
+    p.add_argument("submission_id")
+    _api_address(p)
+    p.set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("stop", help="stop a submitted job")
+    p.add_argument("submission_id")
+    _api_address(p)
+    p.set_defaults(fn=cmd_stop)
 
     p = sub.add_parser("ops", help="list operators (-v: with their keys)")
     p.add_argument("-v", "--verbose", action="store_true")

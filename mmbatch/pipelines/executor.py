@@ -51,6 +51,21 @@ def _mmbatch_on_nodes() -> list[str | None]:
     return list(ray.get(refs, timeout=120))
 
 
+def _submitted_with_mmbatch() -> bool:
+    """True in the driver of a Ray Jobs submission whose runtime env ships mmbatch
+    (``mmbatch submit``): its tasks and actors inherit that env."""
+    import json
+
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return False
+    try:
+        modules = json.loads(raw).get("runtime_env", {}).get("py_modules") or []
+    except (ValueError, AttributeError):
+        return False
+    return bool(modules)
+
+
 def init_ray(
     address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None, verbose: bool = False
 ) -> str:
@@ -85,12 +100,39 @@ def init_ray(
     ray.init(address=address, runtime_env=env, **kwargs)
     import mmbatch
 
+    if _submitted_with_mmbatch():
+        return "shipped"  # `mmbatch submit`: the job's own runtime env carries the package
     if all(v == mmbatch.__version__ for v in _mmbatch_on_nodes()):
         return "installed"
     ray.shutdown()
     env["py_modules"] = [str(Path(mmbatch.__file__).parent)]
     ray.init(address=address, runtime_env=env, **kwargs)
     return "shipped"
+
+
+def paths_missing_on_nodes(paths: list[str]) -> dict[str, list[str]]:
+    """Of ``paths``, those each alive node cannot see, by node address (nodes that see all
+    of them are left out). One zero-CPU task per node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def missing(wanted: list[str]) -> list[str]:  # shipped by value: plain Python only
+        import os as _os
+
+        return [p for p in wanted if not _os.path.exists(p)]
+
+    probe = ray.remote(num_cpus=0)(missing)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(paths)
+            for n in nodes]
+    found = ray.get(refs, timeout=120)
+    return {f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})": m for n, m in zip(nodes, found, strict=True) if m}
+
+
+def alive_nodes() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
 
 
 def cluster_resources() -> dict[str, float]:

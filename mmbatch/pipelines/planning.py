@@ -4,12 +4,13 @@ without a cluster, and the executor turns the plan into Ray Data calls."""
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
 from mmbatch.core.resources import Resources
 from mmbatch.operators.base import AnyOperator
 
+from .scaling import ClusterView, describe, shortfall, summed
 from .spec import Job, Step
 
 
@@ -126,25 +127,89 @@ def assign_drops(planned: list[PlannedStep], always: set[str], media: Set[str] =
         (planned[i].drop_binary if c in media and c not in always else planned[i].drop).add(c)
 
 
-def check_cluster(planned: list[PlannedStep], total: dict[str, float]) -> None:
-    """Fail fast on requests this cluster can never satisfy (instead of hanging)."""
-    gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 0.0)
+def _per_worker(r: Resources) -> dict[str, float]:
+    return {k: v for k, v in (("CPU", r.cpus), ("GPU", r.gpus)) if v}
+
+
+@dataclass
+class ScaleRequest:
+    """What to ask an autoscaler for before the steps start."""
+
+    bundles: list[dict[str, float]]
+    steps: list[str]
+    """The steps the cluster lacks the resources of now."""
+
+    @property
+    def why(self) -> str:
+        return ", ".join(self.steps) or "the actor pools at their minimum size"
+
+
+def check_cluster(planned: list[PlannedStep], cluster: ClusterView | Mapping[str, float]) -> ScaleRequest | None:
+    """Fail fast on requests this cluster can never satisfy (instead of hanging).
+
+    A fixed cluster must have every step's request now. An autoscaling one may lack it as
+    long as a node type it can add holds it (or, its node types unknown, it may): then the
+    bundles to ask its autoscaler for are returned -- each actor pool at its minimum size,
+    one worker of each GPU task step, and a CPU for reading -- else None."""
+    view = cluster if isinstance(cluster, ClusterView) else ClusterView(dict(cluster))
+    gpus, cpus = view.total.get("GPU", 0.0), view.total.get("CPU", 0.0)
+    scaling: list[str] = []
     for p in planned:
         r = p.resources
+        if r.gpus <= gpus and r.cpus <= cpus:
+            continue
+        if view.autoscaler and view.hosts(_per_worker(r)) is not False:
+            scaling.append(p.step.label)
+            continue
+        if view.autoscaler:
+            raise JobRunError(
+                f"{p.step.label} asks for {describe(_per_worker(r))} per worker: the cluster has "
+                f"{describe({'GPU': gpus, 'CPU': cpus})} now and its autoscaler has no node type that "
+                f"holds that (node types: {view.describe_types()}); lower steps.{p.step.index}.resources"
+                + (" or run with --cpu" if r.gpus else "")
+            )
         if r.gpus > gpus:
             raise JobRunError(
                 f"{p.step.label} asks for {r.gpus:g} GPU per worker but the Ray cluster has "
                 f"{gpus:g} GPUs; run with --cpu (or steps.{p.step.index}.resources.gpus=0) to use CPUs"
             )
-        if r.cpus > cpus:
-            raise JobRunError(f"{p.step.label} asks for {r.cpus:g} CPUs per worker; the cluster has {cpus:g}")
+        raise JobRunError(f"{p.step.label} asks for {r.cpus:g} CPUs per worker; the cluster has {cpus:g}")
     reserved = sum(p.resources.cpus * p.resources.pool[0] for p in planned if p.stateful)
-    if reserved > cpus - 1 + 1e-9:
+    most = view.capacity("CPU")
+    if most is not None and reserved > most - 1 + 1e-9:
         raise JobRunError(
-            f"the actor pools reserve {reserved:g} of the cluster's {cpus:g} CPUs at their minimum size, "
-            "leaving less than one CPU for reading, decoding and writing: the job would hang. "
-            "Lower resources.cpus (fractions are fine, e.g. 0.5) or the minimum concurrency of the model steps"
+            f"the actor pools reserve {reserved:g} of the cluster's {most:g} CPUs"
+            + (" (at the autoscaler's maximum)" if view.autoscaler else "")
+            + " at their minimum size, leaving less than one CPU for reading, decoding and writing: "
+            "the job would hang. Lower resources.cpus (fractions are fine, e.g. 0.5) or the minimum "
+            "concurrency of the model steps"
         )
+    if not view.autoscaler:
+        return None
+    bundles = [{"CPU": 1.0}]
+    for p in planned:
+        if p.stateful:
+            bundles += [_per_worker(p.resources)] * p.resources.pool[0]
+        elif p.resources.gpus:
+            bundles.append(_per_worker(p.resources))
+    if not scaling and not shortfall(summed(bundles), view.total):
+        return None
+    return ScaleRequest(bundles, scaling)
+
+
+def check_local_models(local: dict[str, list[tuple[str, str]]], missing: dict[str, list[str]]) -> None:
+    """Fail when a local model path (``local``: by step, from ``preflight``) is absent on some
+    node of a multi-node cluster (``missing``: by node), naming the step, path and node."""
+    for where, refs in local.items():
+        for what, path in refs:
+            lacking = [node for node, paths in missing.items() if path in paths]
+            if lacking:
+                raise JobRunError(
+                    f"{where}: {what} {path} is a local path that {len(lacking)} node(s) of this cluster "
+                    f"do not have ({', '.join(lacking[:3])}); on a multi-node cluster a model must be on "
+                    "storage every node mounts at the same path, or at an object-store URL (s3://...), "
+                    "which each node copies once into its cache"
+                )
 
 
 def dropped_columns(job: Job, planned: list[PlannedStep]) -> tuple[set[str], set[str]]:

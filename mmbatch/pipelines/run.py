@@ -9,13 +9,23 @@ run on Ray Data, every id is checked to be written exactly once, the metric pass
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from . import io
-from .executor import cluster_resources, init_ray, run_steps
-from .inputs import scan_input
+from .executor import alive_nodes, cluster_resources, init_ray, paths_missing_on_nodes, run_steps
+from .inputs import InputScan, scan_input
 from .manifest import Manifest, read_manifest
 from .metric_passes import run_metrics
-from .planning import JobRunError, assign_drops, check_cluster, dropped_columns, plan_steps
+from .planning import (
+    JobRunError,
+    PlannedStep,
+    assign_drops,
+    check_cluster,
+    check_local_models,
+    dropped_columns,
+    plan_steps,
+)
+from .scaling import ScaleUp, describe_cluster, release
 from .spec import Job, preflight
 from .summary import RunSummary
 
@@ -48,11 +58,14 @@ def run_job(
     num_gpus: int | None = None,
     progress: bool = False,
     verbose: bool = False,
+    wait: float = 600.0,
 ) -> RunSummary:
     """Run ``job`` to completion and return its summary (also written to the output).
 
     ``resume`` continues an interrupted run of the same job (rows already in ``rows/`` or
-    ``errors/`` are not redone); ``retry_errors`` also redoes the rows in ``errors/``."""
+    ``errors/`` are not redone); ``retry_errors`` also redoes the rows in ``errors/``. On an
+    autoscaling cluster, ``wait`` bounds the seconds spent waiting for the nodes the steps
+    need (requested from its autoscaler before they start)."""
     out, so = job.output, job.output.storage_options
     start = time.perf_counter()
     try:
@@ -60,7 +73,7 @@ def run_job(
     except OSError as exc:
         raise JobRunError(str(exc)) from None
     scan = scan_input(job.input)
-    preflight(job)
+    local_models = preflight(job)
     manifest = Manifest.of(job, scan)
     previous = read_manifest(out.path, so)
     continuing = resume or retry_errors
@@ -89,8 +102,25 @@ def run_job(
     manifest.save(out.path, so)
 
     summary_code = init_ray(address, num_cpus, num_gpus, verbose)
+    if address and local_models and alive_nodes() > 1:
+        paths = sorted({path for refs in local_models.values() for _, path in refs})
+        check_local_models(local_models, paths_missing_on_nodes(paths))
     planned = plan_steps(job, cpu_only)
-    check_cluster(planned, cluster_resources())
+    scale = check_cluster(planned, describe_cluster() if address else cluster_resources())
+    try:
+        if scale is not None:
+            ScaleUp(scale.bundles, wait, scale.why).run(cluster_resources)
+        return _run_steps_and_metrics(job, scan, planned, done, manifest, summary_code, progress, start)
+    finally:
+        if scale is not None:
+            release()
+
+
+def _run_steps_and_metrics(
+    job: Job, scan: InputScan, planned: list[PlannedStep], done: frozenset[Any], manifest: Manifest,
+    summary_code: str, progress: bool, start: float,
+) -> RunSummary:
+    out, so = job.output, job.output.storage_options
     summary = RunSummary(job.name, out.path, scan.rows, 0, 0, len(done), 0.0)
     summary.code = summary_code
     if job.steps:

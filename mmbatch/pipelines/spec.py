@@ -318,20 +318,35 @@ def job_from_dict(data: dict[str, Any], source: str = "<job>") -> Job:
     return job
 
 
-def preflight(job: Job) -> None:
+def preflight(job: Job) -> dict[str, list[tuple[str, str]]]:
     """The checks that need I/O, before any Ray work: every model, ControlNet, metric model
     or weights file the job names can be found (a local path exists and holds a model, an
-    object-store URL has something there, a hub id is cached when offline)."""
+    object-store URL has something there, a hub id is cached when offline).
+
+    Returns the local model paths by the step or metric that names them (``steps[1] (op:
+    embed)`` -> [(what, path)]): on a multi-node cluster every node must see them."""
+    from mmbatch.core.models import collect_local_refs
+
+    local: dict[str, list[tuple[str, str]]] = {}
     for step in job.steps:
+        where = f"{step.label.split(' ')[0]} (op: {step.op})"
         try:
-            step.build().preflight()
+            with collect_local_refs() as seen:
+                step.build().preflight()
         except ValueError as exc:
-            raise JobSpecError(f"{job.source}: {step.label.split(' ')[0]} (op: {step.op}): {exc}") from None
+            raise JobSpecError(f"{job.source}: {where}: {exc}") from None
+        if seen:
+            local[where] = seen
     for i, config in enumerate(job.metrics):
+        where = f"metrics[{i}] (metric: {config.metric})"
         try:
-            build_metric(config).preflight()
+            with collect_local_refs() as seen:
+                build_metric(config).preflight()
         except ValueError as exc:
-            raise JobSpecError(f"{job.source}: metrics[{i}] (metric: {config.metric}): {exc}") from None
+            raise JobSpecError(f"{job.source}: {where}: {exc}") from None
+        if seen:
+            local[where] = seen
+    return local
 
 
 def shipped_jobs() -> dict[str, Path]:
@@ -361,10 +376,14 @@ def resolve_job_path(path: str | Path) -> Path:
     raise JobSpecError(f"{path}: no such job file (shipped jobs: {', '.join(sorted(shipped)) or 'none'})")
 
 
-def load_job(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Job:
+def load_job(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), env: dict[str, str] | None = None,
+) -> Job:
+    """The job file (or shipped job) at ``path`` with ``overrides``, ``${VAR}`` taken from
+    ``env`` (default: this process's environment), validated."""
     path = resolve_job_path(path)
     try:
-        data = yaml.safe_load(interpolate(path.read_text()))
+        data = yaml.safe_load(interpolate(path.read_text(), env))
     except yaml.YAMLError as exc:
         raise JobSpecError(f"{path}: invalid YAML: {exc}") from None
     for override in overrides:

@@ -4,31 +4,21 @@ environment has Ray, torch and transformers but not mmbatch (as a stock Ray imag
 quickstart job still runs: ``mmbatch run --address`` ships the package in the runtime env."""
 
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+from tests.pipelines.local_ray import (
+    cluster_env,
+    free_ports,
+    ray_start,
+    short_temp_dir,
+    stop_cluster,
+)
 
 
 def env_without_mmbatch(folder: Path) -> Path:
@@ -40,43 +30,25 @@ def env_without_mmbatch(folder: Path) -> Path:
     return folder / "bin" / "python"
 
 
-def ray_start(python: Path, args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([str(python), "-m", "ray.scripts.scripts", "start", *args], env=env, check=True,
-                   capture_output=True, timeout=180)
-
-
 @pytest.fixture
 def two_nodes(tmp_path):
     worker_python = env_without_mmbatch(tmp_path / "worker-env")
     probe = subprocess.run([str(worker_python), "-c", "import mmbatch"], cwd=tmp_path, capture_output=True)
     assert probe.returncode != 0, "the worker environment must not have mmbatch"
     assert subprocess.run([str(worker_python), "-c", "import ray, torch, transformers"], cwd=tmp_path).returncode == 0
-    temp = tempfile.mkdtemp(prefix="mmbc-")  # short: Ray's socket paths must fit in 107 bytes
+    temp = short_temp_dir()
     gcs, head_nm, head_om, head_agent, w_nm, w_om, w_agent = free_ports(7)  # worker ports: the OS picks
-    # a loopback test cluster: no token auth between its own processes
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")} | {"RAY_TMPDIR": temp, "RAY_AUTH_MODE": "disabled"}
-    common = ["--disable-usage-stats", "--node-ip-address=127.0.0.1"]
+    env = cluster_env(temp)
     try:
         ray_start(Path(sys.executable), ["--head", f"--port={gcs}", "--num-cpus=0", f"--temp-dir={temp}",
                                           f"--node-manager-port={head_nm}", f"--object-manager-port={head_om}",
-                                          f"--dashboard-agent-listen-port={head_agent}", "--include-dashboard=false",
-                                          *common], env)
+                                          f"--dashboard-agent-listen-port={head_agent}", "--include-dashboard=false"], env)
         ray_start(worker_python, [f"--address=127.0.0.1:{gcs}", "--num-cpus=3", f"--node-manager-port={w_nm}",
-                                  f"--object-manager-port={w_om}", f"--dashboard-agent-listen-port={w_agent}",
-                                  *common], env | {"PYTHONPATH": ""})
+                                  f"--object-manager-port={w_om}", f"--dashboard-agent-listen-port={w_agent}"],
+                  env | {"PYTHONPATH": ""})
         yield f"127.0.0.1:{gcs}", env
     finally:
-        mine = [p for p in psutil.process_iter(["cmdline"])
-                if any(temp in part or f"{gcs}" in part for part in (p.info["cmdline"] or []))]
-        for p in mine:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
-        gone, alive = psutil.wait_procs(mine, timeout=10)
-        for p in alive:
-            p.kill()
-        shutil.rmtree(temp, ignore_errors=True)
+        stop_cluster(temp, gcs)
 
 
 @pytest.mark.slow
