@@ -158,11 +158,10 @@ class CTCBackend:
         self.seconds_per_frame = self.model.config.inputs_to_logits_ratio / cfg.sample_rate
 
     def transcribe(self, waves: list[np.ndarray]) -> list[Result]:
-        import torch
 
         inputs = self.processor(waves, sampling_rate=self.cfg.sample_rate, return_tensors="pt", padding="longest")
         mask = inputs.get("attention_mask")
-        with torch.inference_mode():
+        with self.op.on_device():
             logits = self.model(
                 inputs["input_values"].to(self.op.device, self.op.model_dtype),
                 attention_mask=None if mask is None else mask.to(self.op.device),

@@ -46,14 +46,13 @@ class ClassifyAudio(Classifier[ClassifyAudioConfig]):
         self.label_names = label_names(self.model.config)
 
     def probabilities(self, waves: list[np.ndarray]) -> Any:
-        import torch
 
         cfg = self.config
         inputs = self.extractor(waves, sampling_rate=cfg.sample_rate, return_tensors="pt", padding=True)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         main = self.model.main_input_name
         inputs[main] = inputs[main].to(self.model_dtype)
-        with torch.inference_mode():
+        with self.on_device():
             return self.model(**inputs).logits.float().softmax(dim=-1).cpu()
 
     def process(self, batch: dict[str, Column]) -> dict[str, Any]:

@@ -174,7 +174,9 @@ class Generate(ModelOperator[GenerateConfig]):
             kw["image"] = [Image.fromarray(batch[cfg.control_image][i]) for i in rows]
             kw["controlnet_conditioning_scale"] = cfg.controlnet_conditioning_scale
         try:
-            with torch.inference_mode():
+            # one call at a time: the engine runs two calls per GPU actor, and a pipeline's
+            # scheduler keeps per-call state (step index, past model outputs)
+            with self.on_device():
                 return self.pipe(**kw)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if not isinstance(exc, torch.OutOfMemoryError) and "alloc" not in str(exc).lower():
