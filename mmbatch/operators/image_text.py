@@ -24,7 +24,8 @@ class PreprocessKeys(BaseModel):
         "tasks",
         description="tasks: the processor (resize, normalise, prompt tokens) runs in parallel CPU tasks "
         "before the model worker, which only runs generate; worker: in the model worker, for processors "
-        "whose outputs are not one fixed-shape array per image (Qwen2-VL, LLaVA-NeXT tiling)",
+        "whose outputs are not one fixed-shape array per image (Qwen2-VL, LLaVA-NeXT tiling, Idefics2) "
+        "and for answer rows with several images",
     )
 
 

@@ -104,7 +104,7 @@ def test_question_template_and_bad_rows(tiny_models):
 
 def test_idefics2_multi_image_interleaved_prompts(tiny_models):
     path = tiny_models("idefics2")
-    op = make_op("answer", model=str(path), image="images", max_new_tokens=MAX_NEW)
+    op = make_op("answer", model=str(path), image="images", max_new_tokens=MAX_NEW, preprocess="worker")
     jpeg = [encode(synthetic_image(i, (48, 40)), "PNG") for i in range(4)]
     rows = [
         ([jpeg[0], jpeg[1]], "Compare <image> and <image>: which one is red?"),
@@ -146,6 +146,49 @@ def test_blip_rejects_several_images_per_row(tiny_models):
     out = op(pa.table({"pixels": to_arrow([frames, pixels(2)]), "question": ["What?", "What?"]}))
     assert "one image per question" in out.column("error")[0].as_py()
     assert out.column("answer")[1].as_py()
+
+
+def _prepare_stage(**config):
+    """answer's prepare stage as the engine runs it in a CPU task: processor only, no model."""
+    from mmbatch.operators.base import OPERATORS
+
+    cls = OPERATORS.get("answer")
+    stage = cls(cls.Config(**config)).preparer()
+    assert stage is not None
+    stage.setup()
+    return stage
+
+
+@pytest.mark.parametrize("model", ["blip_vqa", "llava"])
+def test_answer_prepared_in_tasks_equals_the_processor_in_the_worker(tiny_models, model):
+    config = {"model": str(tiny_models(model)), "max_new_tokens": MAX_NEW, "question": "{q}"}
+    frames = np.stack([pixels(5), pixels(6)])
+    table = pa.table({
+        "pixels": to_arrow([pixels(0), pixels(1), pixels(2), None, pixels(4), pixels(5), frames, pixels(7)]),
+        "q": QUESTIONS[:3] + ["What?", "  ", QUESTIONS[3], "Which is red?", QUESTIONS[4]],
+    })  # fmt: skip
+    worker = make_op("answer", preprocess="worker", **config)(table)
+    prepared = _prepare_stage(**config)(table)
+    ids = prepared.column("_answer/input_ids").to_pylist()
+    if model == "blip_vqa":  # questions of several lengths: the worker generates by groups of one length
+        assert len({len(i) for i in ids if i is not None}) > 1
+    out = make_op("answer", **config)(prepared.drop_columns(["pixels", "q"]))  # the worker reads no image
+    answers, errors = out.column("answer").to_pylist(), out.column("error").to_pylist()
+    want = worker.column("answer").to_pylist()
+    assert answers[:6] + answers[7:] == want[:6] + want[7:] and sum(a is not None for a in answers) == 5
+    assert len(set(answers) - {None}) > 1  # the rows really differ, so a mix-up would show
+    want_errors = worker.column("error").to_pylist()
+    assert errors[:6] == want_errors[:6] and errors[7] is None
+    assert "input column 'pixels' is null" in errors[3] and "empty question" in errors[4]
+    if model == "blip_vqa":  # several images: the same error both ways
+        assert errors[6] == want_errors[6] and "one image per question" in errors[6]
+    else:  # a chat model answers them in the worker only
+        assert want_errors[6] is None and "set preprocess: worker" in errors[6]
+
+
+def test_answer_refuses_to_prepare_in_tasks_what_the_processor_cannot_split(tiny_models):
+    with pytest.raises(ValueError, match=r"Idefics2Processor.*cannot run in the prepare tasks.*set preprocess: worker"):
+        _prepare_stage(model=str(tiny_models("idefics2")))
 
 
 @pytest.mark.slow
