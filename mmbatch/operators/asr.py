@@ -5,8 +5,10 @@ grouped by ``transcribe`` into sub-batches of similar length) to one result per 
 ``{"text": str, "segments": [{start, end, text}] | None, "words": [{start, end, text}] | None}``.
 
 * :class:`WhisperBackend` -- transformers ``WhisperForConditionalGeneration``: clips up to
-  30 s in one batched ``generate``; longer clips with Whisper's own sequential long-form
-  decoding (full-length features, ``attention_mask``, timestamp-driven seeking), batched.
+  30 s in one batched ``generate``, from log-mel features that :class:`WhisperFeatures`
+  computes in the prepare tasks (``preprocess: tasks``) or in the worker; longer clips with
+  Whisper's own sequential long-form decoding (full-length features, ``attention_mask``,
+  timestamp-driven seeking), batched, their features always computed in the worker.
 * :class:`CTCBackend` -- any ``AutoModelForCTC`` (Wav2Vec2, HuBERT, ...): padded batch,
   argmax over the frames of each clip's own length, ``processor.batch_decode``.
 * :class:`CTranslate2Backend` -- faster-whisper on a CTranslate2 model: ``WhisperModel.transcribe``
@@ -43,6 +45,12 @@ class TranscribeConfig(GenerationConfig):
         "none", description="segment: <output>_segments; word: also <output>_words (list<struct{start,end,text}>)"
     )
     sample_rate: int = Field(16_000, description="sample rate of the waveform column")
+    preprocess: Literal["tasks", "worker"] = Field(
+        "tasks",
+        description="transformers Whisper: tasks: the log-mel features of clips up to 30 s are computed in "
+        "parallel CPU tasks before the model worker, which only runs generate (longer clips and CTC models "
+        "get theirs in the worker, as with worker); worker: all in the model worker",
+    )
     max_new_tokens: int | None = Field(None, ge=1, description="per 30 s window; default: the model's limit")
     condition_on_previous_text: bool = Field(False, description="long-form: prompt each window with the last")
     max_batch_seconds: float = Field(
@@ -64,6 +72,29 @@ def span(start: float, end: float, text: str) -> dict[str, Any]:
     return {"start": float(start), "end": float(end), "text": text.strip()}
 
 
+class WhisperFeatures:
+    """Whisper's feature extractor on clips up to 30 s (one window): ``(n_mels, 3000)`` log-mel
+    features per clip, each clip's own (the same alone as in any batch), and the frame mask
+    that tells ``generate`` where the clip ends. Run in the prepare tasks or in the worker."""
+
+    def __init__(self, extractor: Any, sample_rate: int) -> None:
+        self.extractor, self.sample_rate = extractor, sample_rate
+        self.window: int = extractor.n_samples  # 30 s of samples
+
+    def __call__(self, waves: list[np.ndarray], **kwargs: Any) -> Any:
+        return self.extractor(waves, sampling_rate=self.sample_rate, return_attention_mask=True, **kwargs)
+
+    def short(self, waves: list[np.ndarray]) -> np.ndarray:
+        """``(n, n_mels, 3000)`` float32 features of clips up to 30 s, padded to 30 s."""
+        return np.asarray(self(waves, return_tensors="np")["input_features"], dtype=np.float32)
+
+    def mask(self, samples: list[int]) -> np.ndarray:
+        """The frame mask the extractor returns with :meth:`short`'s features, from the clips'
+        lengths in samples: frame k is a clip's when it starts within the clip."""
+        frames = np.arange(self.extractor.nb_max_frames) * self.extractor.hop_length
+        return (frames[None, :] < np.asarray(samples)[:, None]).astype(np.int32)
+
+
 class WhisperBackend:
     """transformers Whisper: short-form batches and sequential long-form batches."""
 
@@ -75,7 +106,8 @@ class WhisperBackend:
         self.model = op.load_model(AutoModelForSpeechSeq2Seq, path)
         self.processor = op.load_processor(AutoProcessor, path)
         self.tokenizer = self.processor.tokenizer
-        self.window = self.processor.feature_extractor.n_samples  # 30 s of samples
+        self.features = WhisperFeatures(self.processor.feature_extractor, cfg.sample_rate)
+        self.window = self.features.window
         gen = self.model.generation_config
         kw: dict[str, Any] = {"condition_on_prev_tokens": cfg.condition_on_previous_text}
         if getattr(gen, "is_multilingual", False):
@@ -98,19 +130,28 @@ class WhisperBackend:
         largest sub-batches that fit the device."""
         return self.op.fitted(len(waves), lambda start, stop: self.generate(waves[start:stop]))
 
+    def transcribe_prepared(self, features: np.ndarray, samples: list[int]) -> list[Result]:
+        """Clips up to 30 s from their prepared features (:meth:`WhisperFeatures.short`) and
+        lengths in samples: copied to the device, one ``generate``; as :meth:`transcribe`."""
+        mask = self.features.mask(samples)
+        return self.op.fitted(len(features), lambda start, stop: self.decode(
+            self.op.tensor(features[start:stop], self.op.model_dtype), self.op.tensor(mask[start:stop]), long=False))
+
     def generate(self, waves: list[np.ndarray]) -> list[Result]:
         long = max(len(w) for w in waves) > self.window
         fe_kwargs: dict[str, Any] = {"truncation": False, "padding": "longest"} if long else {}
-        inputs = self.processor.feature_extractor(
-            waves, sampling_rate=self.cfg.sample_rate, return_tensors="pt", return_attention_mask=True, **fe_kwargs
+        inputs = self.features(waves, return_tensors="pt", **fe_kwargs)
+        return self.decode(
+            inputs["input_features"].to(self.op.device, self.op.model_dtype),
+            inputs["attention_mask"].to(self.op.device),
+            long,
         )
+
+    def decode(self, features: Any, mask: Any, long: bool) -> list[Result]:
+        """``generate`` on features and frame mask already on the device -> one result per clip."""
         kwargs = self.kwargs | generate_kwargs(self.cfg) | ({"return_timestamps": True} if long else {})
         with self.op.on_device():
-            out = self.model.generate(
-                input_features=inputs["input_features"].to(self.op.device, self.op.model_dtype),
-                attention_mask=inputs["attention_mask"].to(self.op.device),
-                **kwargs,
-            )
+            out = self.model.generate(input_features=features, attention_mask=mask, **kwargs)
         sequences = out["sequences"] if isinstance(out, dict) else out
         texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True)
         results: list[Result] = [{"text": t.strip()} for t in texts]

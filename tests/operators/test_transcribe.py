@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from mmbatch.core.columns import to_arrow
+from mmbatch.core.columns import column_to_python, to_arrow
 from mmbatch.operators.transcribe import length_buckets
 from mmbatch.testing.audio import chirp, noise, silence, speech_like, tone
 
@@ -131,6 +131,63 @@ def test_whisper_timestamps_segments_and_words(whisper):
         ]
         assert " ".join(w["text"] for w in words).replace(" ", "") == text.replace(" ", "")
         assert all(w["start"] >= 0 and w["end"] >= 0 for w in words)
+
+
+def _prepare_stage(**config):
+    """transcribe's prepare stage as the engine runs it in a CPU task: feature extractor only."""
+    from mmbatch.operators.base import OPERATORS
+
+    cls = OPERATORS.get("transcribe")
+    stage = cls(cls.Config(**config)).preparer()
+    assert stage is not None
+    stage.setup()
+    return stage
+
+
+def test_whisper_prepared_in_tasks_equals_the_feature_extractor_in_the_worker(whisper):
+    """Clips up to 30 s get their features in the prepare tasks, exactly the extractor's; a
+    45 s clip is passed on as its waveform (long-form features depend on the clips padded
+    with it). Texts, segments and word times equal the worker-only path."""
+    path, _, processor = whisper
+    waves = [*clips(), speech_like(45.0, seed=9), speech_like(30.0, seed=3)]
+    config = {"model": str(path), "max_new_tokens": TOKENS, "timestamps": "word", "max_batch_seconds": 60}
+    worker = make_op("transcribe", preprocess="worker", **config)(table(waves))
+    prepared = _prepare_stage(**config)(table(waves))
+    features = column_to_python(prepared.column("_transcribe/input_features"))
+    passed_on = column_to_python(prepared.column("_transcribe/waveform"))
+    assert prepared.column("_transcribe/samples").to_pylist() == [len(w) for w in waves]
+    for wave, f, rest in zip(waves, features, passed_on, strict=True):
+        if len(wave) > 30 * SR:
+            assert f.size == 0 and np.array_equal(rest, wave)
+        else:
+            assert rest.size == 0 and f.dtype == np.float32
+            assert np.array_equal(f, processor.feature_extractor(wave, sampling_rate=SR, return_tensors="np").input_features[0])
+    out = make_op("transcribe", **config)(prepared.drop_columns(["waveform"]))  # the worker reads no waveform
+    assert out.column("error").null_count == len(waves)
+    for col in ("text", "text_segments", "text_words"):
+        assert out.column(col).to_pylist() == worker.column(col).to_pylist()
+    assert len(set(out.column("text").to_pylist())) >= 3
+
+
+def test_whisper_frame_mask_from_the_clip_lengths_is_the_extractors(whisper):
+    from mmbatch.operators.asr import WhisperFeatures
+
+    _, _, processor = whisper
+    waves = [noise(1.0), np.zeros(30 * SR - 200, np.float32), np.zeros(30 * SR, np.float32), np.zeros(161, np.float32)]
+    features = WhisperFeatures(processor.feature_extractor, SR)
+    want = features(waves, return_tensors="np")["attention_mask"]
+    assert np.array_equal(features.mask([len(w) for w in waves]), want) and len({int(m.sum()) for m in want}) == 4
+
+
+def test_ctc_in_tasks_passes_the_waveform_on(ctc):
+    path = str(ctc[0])
+    waves = clips()
+    prepared = _prepare_stage(model=path)(table(waves))
+    passed_on = column_to_python(prepared.column("_transcribe/waveform"))
+    assert all(np.array_equal(a, w) for a, w in zip(passed_on, waves, strict=True))
+    out = make_op("transcribe", model=path)(prepared.drop_columns(["waveform"]))
+    assert out.column("text").to_pylist() == make_op("transcribe", model=path, preprocess="worker")(
+        table(waves)).column("text").to_pylist()
 
 
 @pytest.fixture(scope="module")
