@@ -10,15 +10,17 @@ from pydantic import Field
 
 from mmbatch.core.columns import Column
 from mmbatch.core.files import PathAccessKeys
+from mmbatch.core.requirements import Requirements
 
 from .base import register
 from .generation import GenerationConfig
 from .image import DecodeImageConfig, read_image
 from .image_text import chat_prompt, generate_texts, load_image_text_model
 from .model import ModelOperator
+from .vllm_backend import BackendKeys, VllmEngine, is_vllm, vllm_requirements
 
 
-class AnswerConfig(GenerationConfig, PathAccessKeys):
+class AnswerConfig(GenerationConfig, PathAccessKeys, BackendKeys):
     image: str = Field(
         "pixels",
         description="per row one image (HxWx3 pixels from decode_image) or several: an (N, H, W, 3) "
@@ -73,6 +75,9 @@ class Answer(ModelOperator[AnswerConfig]):
     Inputs: ``image``; ``question_column`` or the fields of the ``question`` template.
     Output: ``output`` (string). An empty question, a missing image or a wrong number of
     markers is an error row. Resources: 1 actor, 1 CPU by default; set ``resources.gpus``.
+    ``backend: vllm`` (chat-template models vLLM serves): one vLLM engine per worker gets the
+    same prompts and images; a request vLLM refuses (prompt over the context, too many
+    images) is an error row (see :mod:`mmbatch.operators.vllm_backend`).
     """
 
     default_batch_size = 16
@@ -89,9 +94,18 @@ class Answer(ModelOperator[AnswerConfig]):
     def outputs(self) -> dict[str, str]:
         return {self.config.output: "generated answer"}
 
+    def requirements(self) -> Requirements:
+        return vllm_requirements(self.requires) if is_vllm(self) else self.requires
+
     def load(self, path: str) -> None:
         from transformers import AutoConfig, AutoModelForVisualQuestionAnswering, AutoProcessor
 
+        if is_vllm(self):
+            self.processor = self.load_processor(AutoProcessor, path)
+            self.chat = getattr(self.processor, "chat_template", None) is not None
+            self.by_length = False
+            self.engine = VllmEngine.load(self, path)
+            return
         config = self.load_processor(AutoConfig, path)
         if any(a.endswith("ForQuestionAnswering") for a in config.architectures or []):
             self.model = self.load_model(AutoModelForVisualQuestionAnswering, path)
@@ -129,11 +143,17 @@ class Answer(ModelOperator[AnswerConfig]):
                 rows[i] = (images, chat_prompt(self.processor, text, len(images), cfg.image_token) or text)
             except ValueError as exc:
                 errors[i] = f"{type(exc).__name__}: {exc}"
+        answers: list[str | None] = [None] * n
+        if is_vllm(self):
+            idx = list(rows)
+            outs, failed = self.engine.generate([rows[i][1] for i in idx], [rows[i][0] for i in idx])
+            for i, out, error in zip(idx, outs, failed, strict=True):
+                answers[i], errors[i] = out, error
+            return {cfg.output: answers, "error": errors}
         groups: dict[int, list[int]] = {}
         for i, (_, prompt) in rows.items():
             key = len(self.processor.tokenizer(prompt)["input_ids"]) if self.by_length else 0
             groups.setdefault(key, []).append(i)
-        answers: list[str | None] = [None] * n
         for idx in groups.values():
             texts = self.generate([rows[i][0] for i in idx], [rows[i][1] for i in idx])
             for i, text in zip(idx, texts, strict=True):
