@@ -144,13 +144,13 @@ def build_tiny_llava(
     return _save(model, processor, out_dir)
 
 
-def build_tiny_llava_vllm(out_dir: str | Path, *, seed: int = 0) -> Path:
-    """:func:`build_tiny_llava` at hidden size 128 (two heads of 64), saved with the hub's
+def build_tiny_llava_vllm(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 128, **arch: int) -> Path:
+    """:func:`build_tiny_llava` at hidden size 128 (two heads of 64; ``arch`` as there), saved with the hub's
     weight names: transformers 5 writes the CLIP tower as ``vision_tower.*``, the llava-hf
     checkpoints (and vLLM's loader) have ``vision_tower.vision_model.*``; transformers loads both."""
     from safetensors.torch import load_file, save_file
 
-    out = build_tiny_llava(out_dir, seed=seed, hidden_size=128)
+    out = build_tiny_llava(out_dir, seed=seed, hidden_size=hidden_size, **arch)
     weights = out / "model.safetensors"
     tower, hub = "vision_tower.", "vision_tower.vision_model."
     state = {
