@@ -19,15 +19,21 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``@pytest.mark.gpu`` tests run where CUDA is present (a lent GPU machine) and are
-    reported as skipped elsewhere."""
+    reported as skipped elsewhere; ``@pytest.mark.vllm`` tests run where vLLM is installed
+    (CI's second venv, README "The vLLM backend")."""
+    import importlib.util
+
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    skips = {}
+    if not torch.cuda.is_available():
+        skips["gpu"] = pytest.mark.skip(reason="needs a CUDA device")
+    if importlib.util.find_spec("vllm") is None:
+        skips["vllm"] = pytest.mark.skip(reason="needs vllm (pip install 'mmbatch[vllm]')")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for mark, skip in skips.items():
+            if mark in item.keywords:
+                item.add_marker(skip)
 
 
 # Logical resources of the test cluster: more CPUs than cores so several actor pools fit,

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from mmbatch.core.columns import Column, scatter
 from mmbatch.core.files import PathAccessKeys
+from mmbatch.core.requirements import Requirements
 
 from .base import register
 from .generation import GenerationConfig
@@ -25,12 +26,13 @@ from .image_text import (
     prepare_inputs,
 )
 from .model import ModelOperator
+from .vllm_backend import BackendKeys, VllmEngine, is_vllm, vllm_requirements
 
 Row = tuple[list[Any], str]
 """One row's images and its prompt (the question in the chat template, if any)."""
 
 
-class AnswerConfig(GenerationConfig, PathAccessKeys, PreprocessKeys):
+class AnswerConfig(GenerationConfig, PathAccessKeys, PreprocessKeys, BackendKeys):
     image: str = Field(
         "pixels",
         description="per row one image (HxWx3 pixels from decode_image) or several: an (N, H, W, 3) "
@@ -91,6 +93,9 @@ class Answer(ModelOperator[AnswerConfig]):
     Inputs: ``image``; ``question_column`` or the fields of the ``question`` template.
     Output: ``output`` (string). An empty question, a missing image or a wrong number of
     markers is an error row. Resources: 1 actor, 1 CPU by default; set ``resources.gpus``.
+    ``backend: vllm`` (chat-template models vLLM serves): one vLLM engine per worker gets the
+    same prompts and images; a request vLLM refuses (prompt over the context, too many
+    images) is an error row (see :mod:`mmbatch.operators.vllm_backend`).
     """
 
     default_batch_size = 16
@@ -107,8 +112,11 @@ class Answer(ModelOperator[AnswerConfig]):
     def outputs(self) -> dict[str, str]:
         return {self.config.output: "generated answer"}
 
+    def requirements(self) -> Requirements:
+        return vllm_requirements(self.requires) if is_vllm(self) else self.requires
+
     def prepared(self) -> dict[str, str]:
-        if self.config.preprocess != "tasks":
+        if self.config.preprocess != "tasks" or is_vllm(self):
             return {}
         return {
             self.column("pixel_values"): "the processor's pixel_values of the row's image",
@@ -132,6 +140,10 @@ class Answer(ModelOperator[AnswerConfig]):
         from transformers import AutoModelForVisualQuestionAnswering
 
         self.load_processors(path)
+        if is_vllm(self):  # vLLM runs the processor itself; the processor here builds the prompts
+            self.by_length = False
+            self.engine = VllmEngine.load(self, path)
+            return
         if self.vqa:
             self.model = self.load_model(AutoModelForVisualQuestionAnswering, path)
         else:  # the processor again, its tokenizer padding on the left for decoder-only models
@@ -209,6 +221,13 @@ class Answer(ModelOperator[AnswerConfig]):
                 lambda idx: generate_prepared(self, pixels[idx], [ids[i] for i in idx]),
             )}  # fmt: skip
         rows, errors = self.rows(batch)
+        if is_vllm(self):
+            answers: list[str | None] = [None] * len(errors)
+            idx = list(rows)
+            outs, failed = self.engine.generate([rows[i][1] for i in idx], [rows[i][0] for i in idx])
+            for i, out, error in zip(idx, outs, failed, strict=True):
+                answers[i], errors[i] = out, error
+            return {cfg.output: answers, "error": errors}
 
         def generate(idx: list[int]) -> list[str]:
             images, prompts = [rows[i][0] for i in idx], [rows[i][1] for i in idx]

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from mmbatch.core.columns import Column
+from mmbatch.core.requirements import Requirements
 
 from .base import register
 from .generation import GenerationConfig
@@ -21,9 +22,10 @@ from .image_text import (
     prepare_inputs,
 )
 from .model import ModelOperator
+from .vllm_backend import BackendKeys, VllmEngine, is_vllm, vllm_requirements
 
 
-class CaptionConfig(GenerationConfig, PreprocessKeys):
+class CaptionConfig(GenerationConfig, PreprocessKeys, BackendKeys):
     image: str = Field("pixels", description="pixel column from decode_image")
     output: str = Field("caption", description="output text column")
     prompt: str | None = Field(
@@ -40,6 +42,8 @@ class Caption(ModelOperator[CaptionConfig]):
     ``AutoModelForImageTextToText`` with its ``AutoProcessor``; chat-template models get
     ``prompt`` as the user turn and their answer without the prompt. The processor runs in
     parallel CPU tasks (``preprocess: tasks``), the worker only runs ``generate``.
+    ``backend: vllm``: one vLLM engine per worker gets the same prompt and the images (vLLM
+    runs the processor; see :mod:`mmbatch.operators.vllm_backend`).
     """
 
     default_batch_size = 16
@@ -50,8 +54,11 @@ class Caption(ModelOperator[CaptionConfig]):
     def outputs(self) -> dict[str, str]:
         return {self.config.output: "generated caption"}
 
+    def requirements(self) -> Requirements:
+        return vllm_requirements(self.requires) if is_vllm(self) else self.requires
+
     def prepared(self) -> dict[str, str]:
-        if self.config.preprocess != "tasks":
+        if self.config.preprocess != "tasks" or is_vllm(self):
             return {}
         cols = {self.column("pixel_values"): "the processor's pixel_values per image"}
         if self.config.prompt is not None:
@@ -69,6 +76,10 @@ class Caption(ModelOperator[CaptionConfig]):
         check_splittable(self, self.prompt)
 
     def load(self, path: str) -> None:
+        if is_vllm(self):
+            self.load_processors(path)
+            self.engine = VllmEngine.load(self, path)
+            return
         self.model, self.processor = load_image_text_model(self, path)
         self.prompt = chat_prompt(self.processor, self.config.prompt)
 
@@ -78,6 +89,12 @@ class Caption(ModelOperator[CaptionConfig]):
         return {self.column(k): v for k, v in prepared.items()}
 
     def process(self, batch: dict[str, Column]) -> dict[str, Any]:
+        if is_vllm(self):
+            from PIL import Image
+
+            images = [[Image.fromarray(np.asarray(x, dtype=np.uint8))] for x in batch[self.config.image]]
+            texts, errors = self.engine.generate([self.prompt or ""] * len(images), images)
+            return {self.config.output: texts, "error": errors}
         if self.prepared():
             pixels = batch[self.column("pixel_values")]
             assert isinstance(pixels, np.ndarray)

@@ -7,6 +7,10 @@ builder                                what it is (loads with ``AutoModelForImag
 :func:`build_tiny_llava`               ``LlavaForConditionalGeneration`` (CLIP vision tower, Llama
                                        LM) + ``LlavaProcessor`` carrying the llava-1.5-hf chat
                                        template (``USER: <image>\\n... ASSISTANT:``)
+:func:`build_tiny_llava_vllm`          the same LLaVA with head size 64 (vLLM's CPU attention
+                                       takes 32, 64, 80, ...; hidden 128) and the weights named
+                                       as on the hub (``vision_tower.vision_model.*``), which is
+                                       what vLLM's loader maps
 :func:`build_tiny_idefics2`            ``Idefics2ForConditionalGeneration`` (SigLIP-style vision,
                                        perceiver resampler, Mistral LM) + ``Idefics2Processor``
                                        with the idefics2-8b chat template: several images per
@@ -35,6 +39,7 @@ __all__ = [
     "IDEFICS2_CHAT_TEMPLATE",
     "VQA_BAD_KINDS",
     "build_tiny_llava",
+    "build_tiny_llava_vllm",
     "build_tiny_idefics2",
     "vqa_rows",
     "write_vqa_parquet",
@@ -137,6 +142,23 @@ def build_tiny_llava(
     model = LlavaForConditionalGeneration(config)
     _favour_words(model.lm_head.weight, tokenizer)
     return _save(model, processor, out_dir)
+
+
+def build_tiny_llava_vllm(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 128, **arch: int) -> Path:
+    """:func:`build_tiny_llava` at hidden size 128 (two heads of 64; ``arch`` as there), saved with the hub's
+    weight names: transformers 5 writes the CLIP tower as ``vision_tower.*``, the llava-hf
+    checkpoints (and vLLM's loader) have ``vision_tower.vision_model.*``; transformers loads both."""
+    from safetensors.torch import load_file, save_file
+
+    out = build_tiny_llava(out_dir, seed=seed, hidden_size=hidden_size, **arch)
+    weights = out / "model.safetensors"
+    tower, hub = "vision_tower.", "vision_tower.vision_model."
+    state = {
+        (hub + k[len(tower) :] if k.startswith(tower) and not k.startswith(hub) else k): v
+        for k, v in load_file(str(weights)).items()
+    }
+    save_file(state, str(weights), metadata={"format": "pt"})
+    return out
 
 
 def build_tiny_idefics2(
