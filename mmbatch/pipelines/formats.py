@@ -127,7 +127,7 @@ class _ResolvePaths:
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
 
-        from .manifests import resolve_paths
+        from .path_lists import resolve_paths
 
         values = resolve_paths(table.column(self.column).to_pylist(), self.manifest)
         return table.set_column(table.column_names.index(self.column), self.column, pa.array(values, pa.string()))

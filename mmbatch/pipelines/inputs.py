@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from . import io
-from .manifests import check_path_column, read_manifest
+from .path_lists import check_path_column, read_path_list
 from .spec import InputSpec, JobSpecError
 from .tar_samples import BadShard, scan_shard
 
@@ -72,7 +72,7 @@ def _ids_webdataset(fs: Any, path: str, inp: InputSpec) -> list[Any]:
 def _ids_manifest(fs: Any, path: str, inp: InputSpec) -> list[Any]:
     where = io.unstrip(fs, path)
     with fs.open(path, "rb") as f:
-        table = read_manifest(f, inp.format)
+        table = read_path_list(f, inp.format)
     if inp.id_column not in table.column_names:
         raise JobSpecError(f"{where}: no id column '{inp.id_column}' (columns: {', '.join(table.column_names)}); "
                            "set input.id_column")

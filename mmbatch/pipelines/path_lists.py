@@ -24,7 +24,7 @@ def resolve_paths(values: list[Any], manifest: str) -> list[str | None]:
     return out
 
 
-def read_manifest(f: IO[bytes], fmt: str) -> pa.Table:
+def read_path_list(f: IO[bytes], fmt: str) -> pa.Table:
     """A whole manifest file as Arrow, parsed as Ray Data's ``read_json`` (pyarrow: newline-delimited) and
     ``read_csv`` parse it (pyarrow's readers)."""
     if fmt == "csv":
