@@ -1,7 +1,7 @@
 """Captioning: the mmbatch job against ``generate`` alone at the batch size the job chose.
 
 The BLIP-base architecture (ViT-B/16 at 384 px, BERT-base decoder; random weights, the
-compute of the real model; ``--arch tiny`` for a quick run), N photo-like 640x480 JPEGs,
+compute of the real model; ``--arch tiny`` for a quick run), N synthetic 640x480 JPEGs (flat shapes, about 3 KB each),
 ``--tokens`` new tokens, greedy. Each contender runs in a fresh process:
 
 * job      - mmbatch ``decode_image -> caption`` (Ray start included); the summary says the

@@ -1,5 +1,5 @@
 """What the benchmarks share: the CLIP ViT-B/32 architecture with random weights, a corpus
-of photo-like JPEGs, peak memory of a whole process tree, and running each contender in
+of synthetic JPEGs, peak memory of a whole process tree, and running each contender in
 a process of its own (so each one starts Ray, or not, as its user would)."""
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def build_clip_b32(path: Path) -> Path:
 
 
 def photo_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480), shards: int = 8) -> Path:
-    """``n`` photo-like JPEGs (``id``, ``image``) in Parquet shards, made once per folder."""
+    """``n`` synthetic JPEGs (``id``, ``image``; flat coloured shapes, about 3 KB at 640x480,
+    so quicker to decode than photos) in Parquet shards, made once per folder."""
     from mmbatch.testing.images import write_image_parquet
 
     done = folder / f".done-{n}-{size[0]}x{size[1]}-{shards}"
@@ -44,6 +45,28 @@ def photo_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480), shard
         write_image_parquet(folder, n, size=size, shards=shards)
         done.touch()
     return folder
+
+
+def repeat_corpus(src: Path, times: int) -> Path:
+    """``src``'s Parquet shards ``times`` over, each copy's ids suffixed (``img-00000-r1``):
+    a corpus ``times`` as big, with the same images, made in seconds."""
+    if times == 1:
+        return src
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    dst = src.with_name(f"{src.name}-x{times}")
+    done = dst / ".done"
+    if not done.exists():
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.glob("*.parquet")):
+            table = pq.read_table(f)
+            for r in range(times):
+                ids = pc.binary_join_element_wise(table.column("id"), pa.scalar(f"r{r}"), "-")
+                pq.write_table(table.set_column(table.column_names.index("id"), "id", ids), dst / f"r{r}-{f.name}")
+        done.touch()
+    return dst
 
 
 class TreeMemory:

@@ -1,7 +1,7 @@
 """Decoding alone: the mmbatch decode-only job against the Ray Data script that decodes the
 same way, and against the cores x the single-core decode rate (the ceiling).
 
-N photo-like 640x480 JPEGs in Parquet shards, decoded to RGB with the shorter side at
+N synthetic 640x480 JPEGs (flat shapes, about 3 KB each) in Parquet shards, decoded to RGB with the shorter side at
 ``--resize`` (PIL draft mode, then bicubic): what ``decode_image`` does. Each contender runs
 in a fresh process, Ray start included, and writes Parquet (ids, original sizes):
 

@@ -1,12 +1,15 @@
 """Image embedding: the mmbatch job against its peers, in one run.
 
 CLIP ViT-B/32 architecture with random weights (the compute of the real model), N
-photo-like 640x480 JPEGs in Parquet shards. Each contender runs in a fresh process (Ray
-start included where it uses Ray) and reports images/s over the whole corpus:
+synthetic 640x480 JPEGs (flat shapes, about 3 KB each) in Parquet shards (``--repeat K``:
+read K times over, with distinct ids). Each contender runs in a fresh process (Ray start
+included where it uses Ray) and reports images/s over the whole corpus, and end to end:
+over its whole run in that process, model load included:
 
 * forward  - ``get_image_features`` alone on ready pixel tensors (the ceiling);
 * chain    - one Python process: ``torchvision.io.decode_jpeg(device=...)`` + the processor
-             on the device + the model (on CUDA: nvJPEG; the GPU-decode ceiling);
+             on the device + the model (on CUDA: nvJPEG; the GPU-decode ceiling); images/s
+             of its loop, the corpus in memory and the model loaded, and end to end;
 * raydata  - the Ray Data script a user writes from Ray's batch-inference docs: CPU tasks
              decode and preprocess to numpy, one actor runs the model, write_parquet;
 * loop     - a plain single-process transformers loop: PIL decode -> processor -> model;
@@ -15,7 +18,8 @@ start included where it uses Ray) and reports images/s over the whole corpus:
              the start of its first batch to the end of its last);
 * job-gpu-decode - mmbatch ``embed`` with ``decode_on_device``: JPEG bytes to the actor,
              decoded and preprocessed on its device.
-* job-4actors - as ``job``, with 4 embed actors sharing the device (0.25 GPU each on CUDA).
+* job-4actors - as ``job-gpu-decode``, with 4 embed actors sharing the device (0.25 GPU
+             each on CUDA): the model step is the bottleneck there, so sharing shows.
 
 Prints each figure, the ratios to the forward pass, the chain and the Ray Data script,
 and each contender's peak PSS (whole process tree). Figures only; nothing is asserted.
@@ -44,6 +48,7 @@ from common import (  # noqa: E402
     measure,
     photo_corpus,
     print_summary,
+    repeat_corpus,
     ray_init,
     run_contender,
 )
@@ -190,7 +195,7 @@ def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) 
 def run_one(args: argparse.Namespace) -> None:
     fn = {"forward": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
           "job-gpu-decode": lambda a: job(a, device_decode=True),
-          "job-4actors": lambda a: job(a, actors=4)}[args.contender]
+          "job-4actors": lambda a: job(a, device_decode=True, actors=4)}[args.contender]
     emit(measure(lambda: fn(args)))
 
 
@@ -202,6 +207,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the model (CPU)")
     ap.add_argument("--forward-batches", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=1, help="read the N images this many times over (distinct ids): "
+                    "a bigger corpus, over which each contender's start-up weighs less")
     ap.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders to run")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
@@ -212,19 +219,21 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-embed-"))
     model = build_clip_b32(work / "clip-vit-b32-random")
-    data = photo_corpus(work / f"jpegs-{args.n}", args.n)
+    data = repeat_corpus(photo_corpus(work / f"jpegs-{args.n}", args.n), args.repeat)
+    args.n *= args.repeat
     common = ["--n", str(args.n), "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
               "--threads", str(args.threads), "--forward-batches", str(args.forward_batches),
               "--model", str(model), "--data", str(data), "--out", str(work / "out")]
     print(f"machine: {machine()}")
     print(f"model: CLIP ViT-B/32 (random weights), {args.dtype} on {args.device}, batch {args.batch_size}; "
-          f"data: {args.n} photo-like 640x480 JPEGs")
+          f"data: {args.n} synthetic 640x480 JPEGs (flat shapes, ~3 KB)")
     got: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
         got[name] = run_contender(__file__, name, common)
         f = got[name]
         steady = f" (steady {f['steady_img_s']:.1f} img/s)" if "steady_img_s" in f else ""
-        print(f"{name:15s} {f['img_s']:9.1f} img/s{steady}   peak PSS {f['peak_pss_mib']:7.0f} MiB", flush=True)
+        e2e = f", end to end {args.n / f['wall_s']:.1f}" if name != "forward" else ""
+        print(f"{name:15s} {f['img_s']:9.1f} img/s{steady}{e2e}   peak PSS {f['peak_pss_mib']:7.0f} MiB", flush=True)
         print_summary(f)
     for base in ("forward", "chain", "raydata"):
         if base not in got:
@@ -232,6 +241,14 @@ def main() -> None:
         b = got[base]["img_s"]
         ratios = ", ".join(f"{k} {v['img_s'] / b:.3f}" for k, v in got.items() if k != base)
         print(f"ratio to {base}: {ratios}")
+    if "job-4actors" in got and "job-gpu-decode" in got:
+        print(f"4 actors / 1 actor (device decode): {got['job-4actors']['img_s'] / got['job-gpu-decode']['img_s']:.3f} wall, "
+              f"{got['job-4actors']['steady_img_s'] / got['job-gpu-decode']['steady_img_s']:.3f} steady")
+    if "chain" in got:
+        c = args.n / got["chain"]["wall_s"]
+        ratios = ", ".join(f"{k} {args.n / v['wall_s'] / c:.3f}" for k, v in got.items()
+                           if k not in ("chain", "forward"))
+        print(f"end to end, ratio to the chain's: {ratios}")
     if "job" in got and "forward" in got:
         print(f"job steady state / forward: {got['job']['steady_img_s'] / got['forward']['img_s']:.3f}")
 

@@ -143,8 +143,9 @@ def cluster_resources() -> dict[str, float]:
 
 # -- per-step statistics -------------------------------------------------------------------
 # Step statistics that are a largest or smallest value, not a sum: the chosen batch size,
-# and the wall-clock end of the step's last batch and start of its first.
-MAX_STATS = frozenset({"batch", "last"})
+# the slowest worker's set-up (imports, model load, device), and the wall-clock end of the
+# step's last batch and start of its first.
+MAX_STATS = frozenset({"batch", "setup", "last"})
 MIN_STATS = frozenset({"first"})
 
 
@@ -204,8 +205,9 @@ class _Reporter:
         self.sent: dict[str, float] = dict(sent or {})
         """The counters already reported (an operator kept from an earlier run: its totals then)."""
 
-    def report(self, op: AnyOperator, batch: str, start: float, builds: int = 0) -> None:
-        """Send the counters of one batch, which began at wall-clock ``start`` and ends now."""
+    def report(self, op: AnyOperator, batch: str, start: float, builds: int = 0, setup: float = 0.0) -> None:
+        """Send the counters of one batch, which began at wall-clock ``start`` and ends now
+        (``setup``: the seconds this worker took to build its operator, with its first batch)."""
         delta: dict[str, float] = {
             k: v if k in MAX_STATS else v - self.sent.get(k, 0) for k, v in op.stats.items()
         }
@@ -213,6 +215,8 @@ class _Reporter:
         delta |= {"first": start, "last": time.time()}
         if builds:
             delta["builds"] = builds
+        if setup:
+            delta["setup"] = setup
         if self.stats is not None:
             import ray
 
@@ -241,17 +245,20 @@ class StepActor:
     Ray's progress and dashboard show."""
 
     def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
+        began = time.perf_counter()
         self.planned, self.id_column = planned, id_column
         self.op = planned.build()
         self.op.unused = planned.drop & set(self.op.outputs())
         self.op.setup()
         self.reporter = _Reporter(stats, planned.name)
         self.built = 1
+        self.setup_seconds = time.perf_counter() - began
 
     def __call__(self, table: pa.Table) -> pa.Table:
         start = time.time()
         out = _dropped(self.op(table), self.planned.drop, self.planned.drop_binary)
-        self.reporter.report(self.op, io.unit_name(table.column(self.id_column)), start, self.built)
+        self.reporter.report(self.op, io.unit_name(table.column(self.id_column)), start, self.built,
+                             self.setup_seconds if self.built else 0.0)
         self.built = 0
         return out
 
@@ -344,10 +351,12 @@ CPU_TASK: dict[str, Any] = {"max_calls": 0}
 BLOCK_BYTES = 32 * 1024 * 1024
 
 
-def read_source(job: Job, scan: InputScan | None = None, done: frozenset[Any] | None = None) -> Any:
+def read_source(
+    job: Job, scan: InputScan | None = None, done: frozenset[Any] | None = None, block_rows: int | None = None,
+) -> Any:
     """The job's input (the files of ``scan``, else listed anew) as a Ray Dataset of bounded
-    blocks (``input.block_rows`` rows, at most :data:`BLOCK_BYTES`), with ids checked and an
-    ``error`` column."""
+    blocks (``block_rows`` rows, default ``input.block_rows``; at most :data:`BLOCK_BYTES`),
+    with ids checked and an ``error`` column."""
     from ray.data import DataContext
 
     inp = job.input
@@ -366,8 +375,9 @@ def read_source(job: Job, scan: InputScan | None = None, done: frozenset[Any] | 
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:
         ds = ds.limit(inp.limit)
-    if scan is None or scan.largest_file_rows > inp.block_rows:  # cut big files; small ones stay apart
-        ds = ds.repartition(target_num_rows_per_block=inp.block_rows)
+    rows = block_rows or inp.block_rows
+    if scan is None or scan.largest_file_rows > rows:  # cut big files; small ones stay apart
+        ds = ds.repartition(target_num_rows_per_block=rows)
     return ds.map_batches(
         _prepare,
         batch_format="pyarrow",
@@ -415,9 +425,20 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -
     return ds
 
 
+def task_rows(job: Job, planned: list[PlannedStep]) -> int:
+    """Rows per input block: one batch of the first stage, at most ``input.block_rows``.
+
+    A block is the unit of a task, so a block of one batch spreads a file over as many CPU
+    tasks as it has batches. (12,000 rows in 1,024-row blocks made 12 decode tasks of about
+    7 s on a 16-core machine: cores idle from the start and a tail of lone tasks.) The
+    writer bundles the blocks back into files of about ``input.block_rows`` rows."""
+    first = planned[0].batch_size if planned else job.input.block_rows
+    return max(1, min(job.input.block_rows, first))
+
+
 def _make_sink(
     out_path: str, storage_options: dict[str, Any], id_column: str, drop: set[str], drop_binary: set[str],
-    step_outputs: set[str],
+    step_outputs: set[str], file_rows: int,
 ) -> Any:
     from ray.data import Datasink
 
@@ -438,6 +459,11 @@ def _make_sink(
 
         def get_name(self) -> str:
             return "MmbatchParquet"
+
+        @property
+        def min_rows_per_write(self) -> int:
+            """Blocks are bundled into write tasks of about this many rows: one file each."""
+            return file_rows
 
         def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
             import pyarrow.compute as pc
@@ -497,9 +523,10 @@ def run_steps(
     out = job.output
     started = time.time()
     stats = _stats_actor()
-    ds = add_steps(read_source(job, scan, done or None), planned, stats, job.input.id_column)
+    ds = add_steps(read_source(job, scan, done or None, task_rows(job, planned)), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
-    sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs)
+    sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs,
+                      job.input.block_rows)
     # the write runs in the same task as a last CPU stage when their remote args match
     write_args = {"num_cpus": 1, **CPU_TASK}
     if progress:

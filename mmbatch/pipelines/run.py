@@ -100,6 +100,7 @@ def run_job(
         io.remove_files(out.path, io.ERRORS, so)  # their rows are redone (a crash now: --resume redoes them)
     done = frozenset(io.read_done_ids(out.path, job.input.id_column, so)) if continuing else frozenset()
     manifest.save(out.path, so)
+    phases = {"input scan": time.perf_counter() - start}
 
     summary_code = init_ray(address, num_cpus, num_gpus, verbose)
     if address and local_models and alive_nodes() > 1:
@@ -110,7 +111,8 @@ def run_job(
     try:
         if scale is not None:
             ScaleUp(scale.bundles, wait, scale.why).run(cluster_resources)
-        return _run_steps_and_metrics(job, scan, planned, done, manifest, summary_code, progress, start)
+        phases["Ray start"] = time.perf_counter() - start - sum(phases.values())
+        return _run_steps_and_metrics(job, scan, planned, done, manifest, summary_code, progress, start, phases)
     finally:
         if scale is not None:
             release()
@@ -118,15 +120,23 @@ def run_job(
 
 def _run_steps_and_metrics(
     job: Job, scan: InputScan, planned: list[PlannedStep], done: frozenset[Any], manifest: Manifest,
-    summary_code: str, progress: bool, start: float,
+    summary_code: str, progress: bool, start: float, phases: dict[str, float],
 ) -> RunSummary:
+    """The steps and metric passes; ``phases`` holds the seconds spent before them, by name,
+    and gets theirs."""
     out, so = job.output, job.output.storage_options
     summary = RunSummary(job.name, out.path, scan.rows, 0, 0, len(done), 0.0)
     summary.code = summary_code
+    summary.phases = phases
+
+    def phase(name: str) -> None:
+        phases[name] = time.perf_counter() - start - sum(phases.values())
+
     if job.steps:
         always, media = dropped_columns(job, planned)
         assign_drops(planned, always, media)
         result = run_steps(job, scan, planned, always, media, done, progress)
+        phase("steps")
         summary.steps = result.steps
         summary.columns_dropped_at_writer = result.late_columns
         summary.rows, summary.errors, twice = io.written_counts(out.path, job.input.id_column, so)
@@ -138,8 +148,10 @@ def _run_steps_and_metrics(
                 f"counts do not add up: the input holds {scan.rows} rows, {out.path} holds "
                 f"{summary.rows} rows + {summary.errors} error rows"
             )
+        phase("output check")
     if job.metrics:
         summary.metrics = run_metrics(job)
+        phase("metrics")
     summary.skipped_files = scan.skipped
     summary.wall_seconds = time.perf_counter() - start
     io.write_json(out.path, io.SUMMARY, summary.as_dict(), so)

@@ -27,6 +27,8 @@ class RunSummary:
     note: str = ""
     code: str = ""
     """How the workers got mmbatch: local, installed (the cluster's image) or shipped (runtime env)."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds of the wall time by phase, in order: input scan, Ray start, steps, output check, metrics."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
@@ -51,7 +53,8 @@ class RunSummary:
         lines = [
             f"job {self.job}: {self.input_rows} input rows -> {self.rows} rows + {self.errors} error rows"
             + (f" ({self.skipped} done by an earlier run)" if self.skipped else ""),
-            f"wall time {self.wall_seconds:.1f} s, {self.rows_per_second:.2f} rows/s",
+            f"wall time {self.wall_seconds:.1f} s, {self.rows_per_second:.2f} rows/s"
+            + (" (" + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items()) + ")" if self.phases else ""),
         ]
         if self.note:
             lines.insert(1, self.note)
@@ -63,7 +66,9 @@ class RunSummary:
             span = s.get("span", 0.0)
             active = f", {s['rows'] / span:.2f} rows/s while active" if span > 0 else ""
             if "start" in s:
-                active += f" (+{s['start']:.1f} s to +{s['end']:.1f} s)"
+                active += f" (+{s['start']:.1f} s to +{s['end']:.1f} s of the steps)"
+            if s.get("setup"):
+                active += f", worker set-up {s['setup']:.1f} s"
             lines.append(
                 f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} errors born here, "
                 f"{rate:.2f} rows/s per worker-second{active}{batch}"
