@@ -48,8 +48,8 @@ from common import (  # noqa: E402
     measure,
     photo_corpus,
     print_summary,
-    repeat_corpus,
     ray_init,
+    repeat_corpus,
     run_contender,
 )
 
