@@ -425,6 +425,16 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -
     return ds
 
 
+def write_concurrency(cpus: float) -> int:
+    """Write tasks at once: one per 8 CPUs of the cluster, at least 2.
+
+    Ray Data reserves an equal share of the CPUs for every stage it can bound, and an
+    unbounded write stage holds its share idle: on 16 CPUs, 3 that the decode tasks then lack.
+    Capped, it reserves only what it can use; a write task (one Parquet file of
+    ``input.block_rows`` rows) is short next to the batches that feed it."""
+    return max(2, int(cpus) // 8)
+
+
 def task_rows(job: Job, planned: list[PlannedStep]) -> int:
     """Rows per input block: one batch of the first stage, at most ``input.block_rows``.
 
@@ -529,11 +539,12 @@ def run_steps(
                       job.input.block_rows)
     # the write runs in the same task as a last CPU stage when their remote args match
     write_args = {"num_cpus": 1, **CPU_TASK}
+    concurrency = write_concurrency(cluster_resources().get("CPU", 1.0))
     if progress:
         with Progress(lambda: ray.get(stats.get.remote(), timeout=10)):
-            ds.write_datasink(sink, ray_remote_args=write_args)
+            ds.write_datasink(sink, ray_remote_args=write_args, concurrency=concurrency)
     else:
-        ds.write_datasink(sink, ray_remote_args=write_args)
+        ds.write_datasink(sink, ray_remote_args=write_args, concurrency=concurrency)
     steps = ray.get(stats.get.remote(started))
     ray.kill(stats)
     return StepsResult(sink.counts["rows"], sink.counts["errors"], steps, sorted(sink.late))
