@@ -435,15 +435,22 @@ def write_concurrency(cpus: float) -> int:
     return max(2, int(cpus) // 8)
 
 
-def task_rows(job: Job, planned: list[PlannedStep]) -> int:
-    """Rows per input block: one batch of the first stage, at most ``input.block_rows``.
+# Input blocks per CPU of the cluster that the block size aims at: enough for every core to
+# stay busy to the end, few enough that per-task overhead stays small.
+BLOCKS_PER_CPU = 4
 
-    A block is the unit of a task, so a block of one batch spreads a file over as many CPU
-    tasks as it has batches. (12,000 rows in 1,024-row blocks made 12 decode tasks of about
-    7 s on a 16-core machine: cores idle from the start and a tail of lone tasks.) The
-    writer bundles the blocks back into files of about ``input.block_rows`` rows."""
-    first = planned[0].batch_size if planned else job.input.block_rows
-    return max(1, min(job.input.block_rows, first))
+
+def task_rows(block_rows: int, batch: int, rows: int, cpus: float) -> int:
+    """Rows per input block: about ``rows / (BLOCKS_PER_CPU * cpus)``, in whole batches of
+    the first stage (``batch``), at least one batch and at most ``block_rows``.
+
+    A block is the unit of a task. 12,000 rows in 1,024-row blocks made 12 decode tasks of
+    about 7 s on a 16-core machine: cores idle from the start, and a tail of lone tasks.
+    Blocks of one batch each fixed that there, but on 2 cores the extra tasks cost more than
+    they spread. The writer bundles blocks back into files of about ``block_rows`` rows."""
+    target = rows / (BLOCKS_PER_CPU * max(cpus, 1.0))
+    whole = max(1, round(target / batch)) * batch
+    return max(1, min(block_rows, whole))
 
 
 def _make_sink(
@@ -533,7 +540,9 @@ def run_steps(
     out = job.output
     started = time.time()
     stats = _stats_actor()
-    ds = add_steps(read_source(job, scan, done or None, task_rows(job, planned)), planned, stats, job.input.id_column)
+    first_batch = planned[0].batch_size if planned else job.input.block_rows
+    block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cluster_resources().get("CPU", 1.0))
+    ds = add_steps(read_source(job, scan, done or None, block), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs,
                       job.input.block_rows)

@@ -59,8 +59,8 @@ class InputSpec(_Strict):
     limit: int | None = Field(None, ge=1, description="process only the first N rows")
     block_rows: int = Field(
         1024, ge=1, description="rows per output file, and most rows per block: a big file streams through in "
-        "blocks of one batch of the first step (at most this many rows and 32 MiB), written in files of "
-        "about this many rows as they finish, so memory stays flat and a crash loses little"
+        "blocks of whole batches of the first step, about four per CPU (at most this many rows and 32 MiB), "
+        "written in files of about this many rows as they finish, so memory stays flat and a crash loses little"
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")
     duplicate_ids: Literal["refuse", "error"] = Field(
