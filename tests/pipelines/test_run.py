@@ -131,6 +131,11 @@ def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path
         "output": {"path": str(out)},
     })
     assert summary.rows == 1200 and summary.errors == 0
+    # the wall time by phase, and the model worker's set-up before its first batch
+    assert list(summary.phases) == ["input scan", "Ray start", "steps", "output check"]
+    assert 0 < sum(summary.phases.values()) <= summary.wall_seconds
+    assert summary.phases["steps"] > summary.steps["steps[1] embed"]["setup"] > 0
+    assert "worker set-up" in summary.render() and "Ray start" in summary.render()
     files = sorted((out / "rows").glob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)
     sizes = [pq.read_metadata(f).num_rows for f in files]
     # one input file, read in blocks of one 100-row batch and written as they finish (not
