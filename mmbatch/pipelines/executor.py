@@ -426,7 +426,8 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -
 
 
 def write_concurrency(cpus: float) -> int:
-    """Write tasks at once: one per 8 CPUs of the cluster, at least 2.
+    """Write tasks at once: one per 8 CPUs of the cluster (as it is when the steps start: an
+    autoscaling cluster's later nodes are not counted), at least 2.
 
     Ray Data reserves an equal share of the CPUs for every stage it can bound, and an
     unbounded write stage holds its share idle: on 16 CPUs, 3 that the decode tasks then lack.
