@@ -16,6 +16,16 @@ def make_op(name: str, /, **config: Any) -> Operator:
     return op
 
 
+def prepare_stage(name: str, /, **config: Any) -> Operator:
+    """The step's prepare stage as the engine runs it in a CPU task: built apart from the
+    model worker and set up (processor only, no model)."""
+    cls = OPERATORS.get(name)
+    stage = cls(cls.Config(**config)).preparer()
+    assert stage is not None
+    stage.setup()
+    return stage
+
+
 def run_ops(table: pa.Table, *ops: Operator) -> pa.Table:
     for op in ops:
         table = op(table)

@@ -12,7 +12,7 @@ import pytest
 from mmbatch.core.columns import to_arrow
 from mmbatch.testing.images import encode, synthetic_image
 
-from .helpers import make_op
+from .helpers import make_op, prepare_stage
 
 JOBS = Path(__file__).parents[2] / "jobs"
 
@@ -148,17 +148,6 @@ def test_blip_rejects_several_images_per_row(tiny_models):
     assert out.column("answer")[1].as_py()
 
 
-def _prepare_stage(**config):
-    """answer's prepare stage as the engine runs it in a CPU task: processor only, no model."""
-    from mmbatch.operators.base import OPERATORS
-
-    cls = OPERATORS.get("answer")
-    stage = cls(cls.Config(**config)).preparer()
-    assert stage is not None
-    stage.setup()
-    return stage
-
-
 @pytest.mark.parametrize("model", ["blip_vqa", "llava"])
 def test_answer_prepared_in_tasks_equals_the_processor_in_the_worker(tiny_models, model):
     config = {"model": str(tiny_models(model)), "max_new_tokens": MAX_NEW, "question": "{q}"}
@@ -168,7 +157,7 @@ def test_answer_prepared_in_tasks_equals_the_processor_in_the_worker(tiny_models
         "q": QUESTIONS[:3] + ["What?", "  ", QUESTIONS[3], "Which is red?", QUESTIONS[4]],
     })  # fmt: skip
     worker = make_op("answer", preprocess="worker", **config)(table)
-    prepared = _prepare_stage(**config)(table)
+    prepared = prepare_stage("answer", **config)(table)
     ids = prepared.column("_answer/input_ids").to_pylist()
     if model == "blip_vqa":  # questions of several lengths: the worker generates by groups of one length
         assert len({len(i) for i in ids if i is not None}) > 1
@@ -188,7 +177,7 @@ def test_answer_prepared_in_tasks_equals_the_processor_in_the_worker(tiny_models
 
 def test_answer_refuses_to_prepare_in_tasks_what_the_processor_cannot_split(tiny_models):
     with pytest.raises(ValueError, match=r"Idefics2Processor.*cannot run in the prepare tasks.*set preprocess: worker"):
-        _prepare_stage(model=str(tiny_models("idefics2")))
+        prepare_stage("answer", model=str(tiny_models("idefics2")))
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from mmbatch.core.columns import column_to_python
 from mmbatch.testing.images import encode, synthetic_image
 
-from .helpers import make_op, run_ops
+from .helpers import make_op, prepare_stage, run_ops
 
 TEXTS = ["a photo of a cat", "a red square", "a blue circle on a green field", "dog", ""]
 
@@ -117,24 +117,12 @@ def test_caption_blip2_through_image_text_to_text(tiny_models, decoded, images):
     assert out.column("caption").to_pylist() == expected
 
 
-def _prepare_stage(name: str, **config):
-    """The step's prepare stage as the engine runs it in a CPU task: built apart from the
-    model worker, set up (processor only), then called on the batch."""
-    from mmbatch.operators.base import OPERATORS
-
-    cls = OPERATORS.get(name)
-    stage = cls(cls.Config(**config)).preparer()
-    assert stage is not None
-    stage.setup()
-    return stage
-
-
 @pytest.mark.parametrize(("model", "prompt"), [("blip_captioner", None), ("blip_captioner", "a picture of"),
                                                ("llava", "Describe the image.")])
 def test_caption_prepared_in_tasks_equals_the_processor_in_the_worker(tiny_models, decoded, model, prompt):
     config = {"model": str(tiny_models(model)), "max_new_tokens": 8, "prompt": prompt}
     expected = make_op("caption", preprocess="worker", **config)(decoded).column("caption").to_pylist()
-    prepared = _prepare_stage("caption", **config)(decoded)
+    prepared = prepare_stage("caption", **config)(decoded)
     pixel_col = "_caption/pixel_values"
     assert pixel_col in prepared.column_names and ("_caption/input_ids" in prepared.column_names) == (prompt is not None)
     out = make_op("caption", **config)(prepared.drop_columns(["pixels"]))  # the worker needs no pixels
@@ -144,7 +132,7 @@ def test_caption_prepared_in_tasks_equals_the_processor_in_the_worker(tiny_model
 
 def test_caption_refuses_to_prepare_in_tasks_what_the_processor_cannot_split(tiny_models):
     with pytest.raises(ValueError, match=r"Idefics2Processor.*cannot run in the prepare tasks.*set preprocess: worker"):
-        _prepare_stage("caption", model=str(tiny_models("idefics2")), prompt="Describe it.")
+        prepare_stage("caption", model=str(tiny_models("idefics2")), prompt="Describe it.")
 
 
 def test_model_errors_are_row_errors_not_crashes(tiny_models):

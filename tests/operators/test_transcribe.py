@@ -14,7 +14,7 @@ from mmbatch.core.columns import column_to_python, to_arrow
 from mmbatch.operators.transcribe import length_buckets
 from mmbatch.testing.audio import chirp, noise, silence, speech_like, tone
 
-from .helpers import make_op
+from .helpers import make_op, prepare_stage
 
 SR = 16_000
 TOKENS = 6
@@ -133,17 +133,6 @@ def test_whisper_timestamps_segments_and_words(whisper):
         assert all(w["start"] >= 0 and w["end"] >= 0 for w in words)
 
 
-def _prepare_stage(**config):
-    """transcribe's prepare stage as the engine runs it in a CPU task: feature extractor only."""
-    from mmbatch.operators.base import OPERATORS
-
-    cls = OPERATORS.get("transcribe")
-    stage = cls(cls.Config(**config)).preparer()
-    assert stage is not None
-    stage.setup()
-    return stage
-
-
 def test_whisper_prepared_in_tasks_equals_the_feature_extractor_in_the_worker(whisper):
     """Clips up to 30 s get their features in the prepare tasks, exactly the extractor's; a
     45 s clip is passed on as its waveform (long-form features depend on the clips padded
@@ -152,7 +141,7 @@ def test_whisper_prepared_in_tasks_equals_the_feature_extractor_in_the_worker(wh
     waves = [*clips(), speech_like(45.0, seed=9), speech_like(30.0, seed=3)]
     config = {"model": str(path), "max_new_tokens": TOKENS, "timestamps": "word", "max_batch_seconds": 60}
     worker = make_op("transcribe", preprocess="worker", **config)(table(waves))
-    prepared = _prepare_stage(**config)(table(waves))
+    prepared = prepare_stage("transcribe", **config)(table(waves))
     features = column_to_python(prepared.column("_transcribe/input_features"))
     passed_on = column_to_python(prepared.column("_transcribe/waveform"))
     assert prepared.column("_transcribe/samples").to_pylist() == [len(w) for w in waves]
@@ -182,7 +171,7 @@ def test_whisper_frame_mask_from_the_clip_lengths_is_the_extractors(whisper):
 def test_ctc_in_tasks_passes_the_waveform_on(ctc):
     path = str(ctc[0])
     waves = clips()
-    prepared = _prepare_stage(model=path)(table(waves))
+    prepared = prepare_stage("transcribe", model=path)(table(waves))
     passed_on = column_to_python(prepared.column("_transcribe/waveform"))
     assert all(np.array_equal(a, w) for a, w in zip(passed_on, waves, strict=True))
     out = make_op("transcribe", model=path)(prepared.drop_columns(["waveform"]))
