@@ -541,15 +541,16 @@ def run_steps(
     out = job.output
     started = time.time()
     stats = _stats_actor()
+    cpus = cluster_resources().get("CPU", 1.0)
     first_batch = planned[0].batch_size if planned else job.input.block_rows
-    block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cluster_resources().get("CPU", 1.0))
+    block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cpus)
     ds = add_steps(read_source(job, scan, done or None, block), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs,
                       job.input.block_rows)
     # the write runs in the same task as a last CPU stage when their remote args match
     write_args = {"num_cpus": 1, **CPU_TASK}
-    concurrency = write_concurrency(cluster_resources().get("CPU", 1.0))
+    concurrency = write_concurrency(cpus)
     if progress:
         with Progress(lambda: ray.get(stats.get.remote(), timeout=10)):
             ds.write_datasink(sink, ray_remote_args=write_args, concurrency=concurrency)
