@@ -72,14 +72,17 @@ def repeat_corpus(src: Path, times: int) -> Path:
 class TreeMemory:
     """Peak summed PSS (proportional set size: shared pages counted once across processes)
     of this process and all its descendants -- the driver and every Ray process it
-    started -- sampled every ``interval`` seconds while the ``with`` block runs.
+    started -- sampled while the ``with`` block runs.
 
-    One sample reads ``smaps`` of every process: about 4 ms each, so 50 ms for a Ray job's
-    dozen processes. At the earlier 0.25 s that took a fifth of a core from the contenders
-    that start Ray (10 % of a 2-core machine), not from the single-process ones."""
+    One sample reads ``smaps_rollup`` of every process: a few ms for one process, but about
+    90 ms for a Ray job's dozen processes on 2 cores (the kernel walks each one's mapping of
+    the object store). At a fixed 1 s that still took about 9 % of a core from the contenders
+    that start Ray, and none from the single-process ones (``py-spy`` on a job's driver: 46
+    of its 54 samples). So the pause after each sample is ``budget`` times as long as the
+    sample took, at least ``interval``: the sampler costs at most ``1 / budget`` of a core."""
 
-    def __init__(self, interval: float = 1.0) -> None:
-        self.interval, self.peak_mib = interval, 0.0
+    def __init__(self, interval: float = 0.5, budget: float = 100.0) -> None:
+        self.interval, self.budget, self.peak_mib = interval, budget, 0.0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -87,14 +90,14 @@ class TreeMemory:
 
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
+            start, total = time.thread_time(), 0
             for p in [me, *me.children(recursive=True)]:
                 try:
                     total += p.memory_full_info().pss
                 except psutil.Error:
                     pass
             self.peak_mib = max(self.peak_mib, total / 2**20)
-            self._stop.wait(self.interval)
+            self._stop.wait(max(self.interval, self.budget * (time.thread_time() - start)))
 
     def __enter__(self) -> TreeMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
