@@ -100,7 +100,8 @@ def run_job(
         io.remove_files(out.path, io.ERRORS, so)  # their rows are redone (a crash now: --resume redoes them)
     done = frozenset(io.read_done_ids(out.path, job.input.id_column, so)) if continuing else frozenset()
     manifest.save(out.path, so)
-    phases = {"input scan": time.perf_counter() - start}
+    phases: dict[str, float] = {}
+    end_phase(phases, "input scan", start)
 
     summary_code = init_ray(address, num_cpus, num_gpus, verbose)
     if address and local_models and alive_nodes() > 1:
@@ -111,11 +112,17 @@ def run_job(
     try:
         if scale is not None:
             ScaleUp(scale.bundles, wait, scale.why).run(cluster_resources)
-        phases["Ray start"] = time.perf_counter() - start - sum(phases.values())
+        end_phase(phases, "Ray start", start)
         return _run_steps_and_metrics(job, scan, planned, done, manifest, summary_code, progress, start, phases)
     finally:
         if scale is not None:
             release()
+
+
+def end_phase(phases: dict[str, float], name: str, start: float) -> None:
+    """Record phase ``name`` as ending now: the seconds since ``start`` (``perf_counter``)
+    that the phases before it do not account for."""
+    phases[name] = time.perf_counter() - start - sum(phases.values())
 
 
 def _run_steps_and_metrics(
@@ -129,14 +136,11 @@ def _run_steps_and_metrics(
     summary.code = summary_code
     summary.phases = phases
 
-    def phase(name: str) -> None:
-        phases[name] = time.perf_counter() - start - sum(phases.values())
-
     if job.steps:
         always, media = dropped_columns(job, planned)
         assign_drops(planned, always, media)
         result = run_steps(job, scan, planned, always, media, done, progress)
-        phase("steps")
+        end_phase(phases, "steps", start)
         summary.steps = result.steps
         summary.columns_dropped_at_writer = result.late_columns
         summary.rows, summary.errors, twice = io.written_counts(out.path, job.input.id_column, so)
@@ -148,10 +152,10 @@ def _run_steps_and_metrics(
                 f"counts do not add up: the input holds {scan.rows} rows, {out.path} holds "
                 f"{summary.rows} rows + {summary.errors} error rows"
             )
-        phase("output check")
+        end_phase(phases, "output check", start)
     if job.metrics:
         summary.metrics = run_metrics(job)
-        phase("metrics")
+        end_phase(phases, "metrics", start)
     summary.skipped_files = scan.skipped
     summary.wall_seconds = time.perf_counter() - start
     io.write_json(out.path, io.SUMMARY, summary.as_dict(), so)
