@@ -400,16 +400,32 @@ class _FullPaths:
         return t.set_column(t.column_names.index("path"), "path", paths)
 
 
+def remote_args(p: PlannedStep) -> dict[str, Any]:
+    """The Ray remote args of a stage's tasks or actors."""
+    r = p.resources
+    args: dict[str, Any] = {"num_cpus": r.cpus}
+    if r.gpus:
+        args["num_gpus"] = r.gpus
+    if r.memory:
+        args["memory"] = r.memory
+    return args | ({} if p.stateful or r.gpus else CPU_TASK)
+
+
+def task_concurrency(p: PlannedStep) -> int | None:
+    """Tasks at once of a stateless stage: its ``concurrency`` where the job sets one, else
+    None (as many as the CPUs allow); a prepare stage is never capped."""
+    r = p.resources
+    if not p.prepare and (r.pool[1] > 1 or not isinstance(r.concurrency, int) or r.concurrency != 1):
+        return r.pool[1]
+    return None
+
+
 def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -> Any:
     from ray.data import ActorPoolStrategy
 
     for p in planned:
         r = p.resources
-        kwargs: dict[str, Any] = {"batch_size": p.batch_size, "batch_format": "pyarrow", "num_cpus": r.cpus}
-        if r.gpus:
-            kwargs["num_gpus"] = r.gpus
-        if r.memory:
-            kwargs["memory"] = r.memory
+        kwargs: dict[str, Any] = {"batch_size": p.batch_size, "batch_format": "pyarrow", **remote_args(p)}
         cls = worker_class(p)
         if p.stateful:
             lo, hi = r.pool
@@ -419,21 +435,41 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -
             pool = ActorPoolStrategy(min_size=lo, max_size=hi, **overlap)
             ds = ds.map_batches(cls, fn_constructor_args=(p, stats, id_column), compute=pool, **kwargs)
         else:
-            if not p.prepare and (r.pool[1] > 1 or not isinstance(r.concurrency, int) or r.concurrency != 1):
-                kwargs["concurrency"] = r.pool[1]
-            ds = ds.map_batches(cls(p, stats, id_column), **kwargs, **({} if r.gpus else CPU_TASK))
+            ds = ds.map_batches(cls(p, stats, id_column), concurrency=task_concurrency(p), **kwargs)
     return ds
 
 
-def write_concurrency(cpus: float) -> int:
-    """Write tasks at once: one per 8 CPUs of the cluster (as it is when the steps start: an
-    autoscaling cluster's later nodes are not counted), at least 2.
+@dataclass(frozen=True)
+class WriteStage:
+    """How the rows reach rows/ and errors/: the write tasks' remote args and concurrency,
+    and the rows each file bundles."""
 
-    Ray Data reserves an equal share of the CPUs for every stage it can bound, and an
-    unbounded write stage holds its share idle: on 16 CPUs, 3 that the decode tasks then lack.
-    Capped, it reserves only what it can use; a write task (one Parquet file of
-    ``input.block_rows`` rows) is short next to the batches that feed it."""
-    return max(2, int(cpus) // 8)
+    remote_args: dict[str, Any]
+    concurrency: int | None
+    file_rows: int
+
+
+def write_stage(planned: list[PlannedStep], cpus: float, block: int, file_rows: int) -> WriteStage:
+    """The write, after the job's last stage.
+
+    After a CPU task stage (``decode_image`` alone, say) it takes that stage's remote args
+    and concurrency, and Ray Data fuses it into that stage's tasks: each task decodes its
+    input (about ``block`` rows) and writes it as one file, and no stage of its own holds a
+    share of the CPUs (on 2 CPUs the read, decode and write shares left decoding one task at
+    a time). Bundling to ``file_rows`` there would hand each task that many rows and leave
+    cores idle on a small corpus.
+
+    After an actor or a GPU stage, which Ray Data cannot fuse into, write tasks of one CPU
+    bundle ``file_rows`` rows per file, at most one task per 8 CPUs of the cluster (as it is
+    when the steps start), at least 2. Ray Data reserves an equal share of the CPUs for every
+    stage it can bound, and an unbounded write stage holds its share idle: on 16 CPUs, 3
+    that the decode tasks then lack. A write task is short next to the batches that feed it."""
+    last = planned[-1] if planned else None
+    if last is None:  # no steps: the write follows the input's own CPU tasks
+        return WriteStage(dict(CPU_TASK), None, block)
+    if not last.stateful and not last.resources.gpus:
+        return WriteStage(remote_args(last), task_concurrency(last), block)
+    return WriteStage({"num_cpus": 1, **CPU_TASK}, max(2, int(cpus) // 8), file_rows)
 
 
 # Input blocks per CPU of the cluster that the block size aims at: enough for every core to
@@ -546,16 +582,14 @@ def run_steps(
     block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cpus)
     ds = add_steps(read_source(job, scan, done or None, block), planned, stats, job.input.id_column)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
+    write = write_stage(planned, cpus, block, job.input.block_rows)
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs,
-                      job.input.block_rows)
-    # the write runs in the same task as a last CPU stage when their remote args match
-    write_args = {"num_cpus": 1, **CPU_TASK}
-    concurrency = write_concurrency(cpus)
+                      write.file_rows)
     if progress:
         with Progress(lambda: ray.get(stats.get.remote(), timeout=10)):
-            ds.write_datasink(sink, ray_remote_args=write_args, concurrency=concurrency)
+            ds.write_datasink(sink, ray_remote_args=write.remote_args, concurrency=write.concurrency)
     else:
-        ds.write_datasink(sink, ray_remote_args=write_args, concurrency=concurrency)
+        ds.write_datasink(sink, ray_remote_args=write.remote_args, concurrency=write.concurrency)
     steps = ray.get(stats.get.remote(started))
     ray.kill(stats)
     return StepsResult(sink.counts["rows"], sink.counts["errors"], steps, sorted(sink.late))

@@ -94,10 +94,11 @@ def test_image_folder_input_overwrite_and_limit(tmp_path, run_job_dict):
         read(tmp_path / "out" / "errors").num_rows if (tmp_path / "out" / "errors").exists() else 0) == 3
 
 
-def _planned(gpus=0.0, cpus=1.0, concurrency=1, stateful=True):
+def _planned(gpus=0.0, cpus=1.0, concurrency=1, step=1):
+    """A planned step of a decode_image (0) -> embed (1) job."""
     job = job_from_dict({"name": "p", "input": {"path": "x", "columns": ["id", "image"]},
                          "steps": [{"op": "decode_image"}, {"op": "embed", "model": "m"}], "output": {"path": "o"}})
-    step = job.steps[1]
+    step = job.steps[step]
     return PlannedStep(step, Resources(gpus=gpus, cpus=cpus, concurrency=concurrency), {}, {}, set())
 
 
@@ -149,3 +150,55 @@ def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path
     rows = read(out / "rows")
     assert set(rows.column_names) == {"id", "references", "image_width", "image_height", "image_frames", "image_embedding"}
     assert rows.schema.field("image_embedding").type.list_size == 24  # fixed_size_list<float32>[d]
+
+
+def test_write_follows_the_last_stage():
+    from mmbatch.pipelines.executor import CPU_TASK, remote_args, write_stage
+
+    # after a CPU task stage: that stage's remote args and cap, so Ray Data fuses the write
+    # into its tasks; files of one task's rows (about a block)
+    decode = _planned(cpus=0.5, concurrency=3, step=0)
+    w = write_stage([decode], cpus=16, block=192, file_rows=1024)
+    assert (w.remote_args, w.concurrency, w.file_rows) == ({"num_cpus": 0.5, **CPU_TASK}, 3, 192)
+    assert w.remote_args == remote_args(decode)
+    # after an actor (or a GPU task): its own one-CPU tasks, one per 8 CPUs, at least 2
+    embed = _planned(gpus=1, cpus=1)
+    assert write_stage([decode, embed], cpus=16, block=192, file_rows=1024) == \
+        type(w)({"num_cpus": 1, **CPU_TASK}, 2, 1024)
+    assert write_stage([decode, embed], cpus=64, block=192, file_rows=1024).concurrency == 8
+    assert write_stage([_planned(gpus=0.5, step=0)], cpus=16, block=192, file_rows=1024).concurrency == 2
+    assert write_stage([], cpus=2, block=256, file_rows=1024) == type(w)(dict(CPU_TASK), None, 256)
+
+
+def test_decode_only_job_writes_from_its_decode_tasks(tmp_path, run_job_dict):
+    """The write fuses into the last CPU stage (Ray Data's own plan says so): each decode
+    task writes its rows as one file, and no write stage holds CPUs of its own."""
+    import logging
+
+    from ray.data import DataContext
+
+    data = tmp_path / "data"
+    write_image_parquet(data, 600, size=(16, 16), fmt="PNG", shards=6)
+    plans: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: plans.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("ray.data._internal.execution.streaming_executor")
+    ctx = DataContext.get_current()
+    level, announce = log.level, ctx.print_on_execution_start
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    ctx.print_on_execution_start = True
+    try:
+        s = run_job_dict({"input": {"path": str(data), "id_column": "id", "block_rows": 1024},
+                          "steps": [{"op": "decode_image", "batch_size": 25}], "output": {"path": str(tmp_path / "out")}})
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        ctx.print_on_execution_start = announce
+    plan = next(m for m in plans if m.startswith("Execution plan"))
+    assert "MapBatches(DecodeImageTask)->Write]" in plan, plan
+    assert s.rows == 600
+    sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
+    # 600 rows on 4 CPUs: blocks of about 600 / 16 rows (whole batches), a file per task of
+    # a block or two, not one 600-row file (block_rows): the decoding spreads over the CPUs
+    assert sum(sizes) == 600 and len(sizes) >= 4 and max(sizes) < 300
