@@ -9,6 +9,13 @@ n_embed=${1:-12000}
 n_caption=${2:-2048}
 repeat=${3:-4}
 export PYTHONUNBUFFERED=1
+# A wheel installed with `pip install --no-compile` (the device recipe's) has no bytecode, and
+# every Ray worker then compiles Ray's modules as it starts: on the 2-core VM that made
+# ray.init 1.8 s slower and a first Ray Data job 1 s slower. A normal install has it; so here.
+for pkg in ray mmbatch; do
+  dir=$(python3 -c "import os, $pkg; print(os.path.dirname($pkg.__file__))" 2>/dev/null) || continue
+  python3 -m compileall -q -j 0 "$dir" >/dev/null 2>&1 || true
+done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 embed() { python3 "$here/embed.py" --device cuda --dtype float16 --batch-size 256 --workdir "$work/embed" "$@"; }
 echo "== embed: CLIP ViT-B/32, fp16, batch 256, $n_embed JPEGs"
