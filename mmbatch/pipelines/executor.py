@@ -484,7 +484,8 @@ def task_rows(block_rows: int, batch: int, rows: int, cpus: float) -> int:
     A block is the unit of a task. 12,000 rows in 1,024-row blocks made 12 decode tasks of
     about 7 s on a 16-core machine: cores idle from the start, and a tail of lone tasks.
     Blocks of one batch each fixed that there, but on 2 cores the extra tasks cost more than
-    they spread. The writer bundles blocks back into files of about ``block_rows`` rows."""
+    they spread. After a model step the writer bundles blocks back into files of about
+    ``block_rows`` rows; a job ending in a CPU step writes a file per task (:func:`write_stage`)."""
     target = rows / (BLOCKS_PER_CPU * max(cpus, 1.0))
     whole = max(1, round(target / batch)) * batch
     return max(1, min(block_rows, whole))
