@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pyarrow as pa
 from mmbatch.core.columns import is_tensor_type
 from mmbatch.operators.base import ERROR, AnyOperator
 
-from . import io
+from . import formats, io
 from .inputs import InputScan
 from .planning import JobRunError, PlannedStep
 from .progress import Progress
@@ -295,12 +296,18 @@ class StepTask:
             _TASK_OPS.popitem(last=False)
         return op, _TASK_OPS[key][1], 1
 
-    def __call__(self, table: pa.Table) -> pa.Table:
-        start = time.time()
+    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+        """The stage's batches of ``table``, in turn: Ray Data hands a whole block to a stage
+        that reads whole blocks (see :func:`add_steps`), one batch to the others."""
         op, reporter, built = self.operator()
-        out = _dropped(op(table), self.planned.drop, self.planned.drop_binary)
-        reporter.report(op, io.unit_name(table.column(self.id_column)), start, built)
-        return out
+        size = self.planned.batch_size
+        for offset in range(0, table.num_rows, size) if table.num_rows else [0]:
+            start = time.time()
+            batch = table.slice(offset, size)
+            out = _dropped(op(batch), self.planned.drop, self.planned.drop_binary)
+            reporter.report(op, io.unit_name(batch.column(self.id_column)), start, built)
+            built = 0
+            yield out
 
 
 def worker_class(planned: PlannedStep) -> type[StepActor] | type[StepTask]:
@@ -351,12 +358,38 @@ CPU_TASK: dict[str, Any] = {"max_calls": 0}
 BLOCK_BYTES = 32 * 1024 * 1024
 
 
+def _fusable(p: PlannedStep) -> bool:
+    """A stage run as uncapped one-CPU tasks: Ray Data can fuse it with a read or the CPU
+    stages around it that run so too."""
+    return not p.stateful and remote_args(p) == {"num_cpus": 1, **CPU_TASK} and task_concurrency(p) is None
+
+
+def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int) -> bool:
+    """Whether the job reads its files in tasks of about ``block`` rows that Ray Data fuses
+    with the CPU steps after them (and with the write, after a last CPU step).
+
+    Each task then reads a few whole files, decodes them and passes the rows on (or writes
+    them) without a stage boundary: no read stage holds a share of the CPUs while its
+    output waits (on 2 CPUs decoding ran one task at a time beside it), and the file bytes
+    never cross the object store. That takes Parquet files of at most ``block`` rows (bigger
+    ones are cut into blocks first, which Ray Data does not fuse), no ``limit``, and a first
+    step run as uncapped one-CPU tasks, whose remote args the read tasks then share; those
+    stages (up to the first that runs otherwise) take whole blocks and batch them
+    themselves, since Ray Data does not fuse a read into a stage with a batch size."""
+    return (
+        job.input.file_format.reader is formats.read_parquet and not job.input.limit
+        and scan.largest_file_rows <= block and bool(planned) and _fusable(planned[0])
+    )
+
+
 def read_source(
     job: Job, scan: InputScan | None = None, done: frozenset[Any] | None = None, block_rows: int | None = None,
+    fused: bool = False,
 ) -> Any:
     """The job's input (the files of ``scan``, else listed anew) as a Ray Dataset of bounded
     blocks (``block_rows`` rows, default ``input.block_rows``; at most :data:`BLOCK_BYTES`),
-    with ids checked and an ``error`` column."""
+    with ids checked and an ``error`` column; ``fused`` (see :func:`fuses_read`): whole
+    files in read tasks of about ``block_rows`` rows, with the CPU tasks' remote args."""
     from ray.data import DataContext
 
     inp = job.input
@@ -370,12 +403,16 @@ def read_source(
     else:
         first = inp.path if isinstance(inp.path, str) else inp.path[0]
         fs, files = io.filesystem(first, inp.storage_options)[0], scan.paths
-    ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns, inp)
+    rows = block_rows or inp.block_rows
+    if fused and scan is not None:
+        tasks = max(1, min(len(files), -(-scan.rows // rows)))
+        ds = formats.read_parquet(files, io.arrow_filesystem(fs), inp.columns, inp, tasks, CPU_TASK)
+    else:
+        ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns, inp)
     if fmt.file_column is not None and not io.is_local(fs):
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:
         ds = ds.limit(inp.limit)
-    rows = block_rows or inp.block_rows
     if scan is None or scan.largest_file_rows > rows:  # cut big files; small ones stay apart
         ds = ds.repartition(target_num_rows_per_block=rows)
     return ds.map_batches(
@@ -420,13 +457,17 @@ def task_concurrency(p: PlannedStep) -> int | None:
     return None
 
 
-def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -> Any:
+def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str, whole_blocks: bool = False) -> Any:
+    """One ``map_batches`` per stage; ``whole_blocks``: the first stages, as long as they
+    run as uncapped one-CPU tasks, take whole blocks and batch them themselves
+    (:func:`fuses_read`)."""
     from ray.data import ActorPoolStrategy
 
     for p in planned:
         r = p.resources
         kwargs: dict[str, Any] = {"batch_size": p.batch_size, "batch_format": "pyarrow", **remote_args(p)}
         cls = worker_class(p)
+        whole_blocks = whole_blocks and _fusable(p)
         if p.stateful:
             lo, hi = r.pool
             overlap: dict[str, Any] = {}
@@ -435,6 +476,8 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str) -
             pool = ActorPoolStrategy(min_size=lo, max_size=hi, **overlap)
             ds = ds.map_batches(cls, fn_constructor_args=(p, stats, id_column), compute=pool, **kwargs)
         else:
+            if whole_blocks:
+                kwargs["batch_size"] = None
             ds = ds.map_batches(cls(p, stats, id_column), concurrency=task_concurrency(p), **kwargs)
     return ds
 
@@ -446,10 +489,12 @@ class WriteStage:
 
     remote_args: dict[str, Any]
     concurrency: int | None
-    file_rows: int
+    file_rows: int | None
 
 
-def write_stage(planned: list[PlannedStep], cpus: float, block: int, file_rows: int) -> WriteStage:
+def write_stage(
+    planned: list[PlannedStep], cpus: float, block: int, file_rows: int, fused_read: bool = False,
+) -> WriteStage:
     """The write, after the job's last stage.
 
     After a CPU task stage (``decode_image`` alone, say) it takes that stage's remote args
@@ -457,7 +502,8 @@ def write_stage(planned: list[PlannedStep], cpus: float, block: int, file_rows: 
     input (about ``block`` rows) and writes it as one file, and no stage of its own holds a
     share of the CPUs (on 2 CPUs the read, decode and write shares left decoding one task at
     a time). Bundling to ``file_rows`` there would hand each task that many rows and leave
-    cores idle on a small corpus.
+    cores idle on a small corpus; when the read fuses into every stage (``fused_read``) it
+    bundles nothing, so that Ray Data fuses it in too: each read task writes its files' rows.
 
     After an actor or a GPU stage, which Ray Data cannot fuse into, write tasks of one CPU
     bundle ``file_rows`` rows per file, at most one task per 8 CPUs of the cluster (as it is
@@ -468,7 +514,8 @@ def write_stage(planned: list[PlannedStep], cpus: float, block: int, file_rows: 
     if last is None:  # no steps: the write follows the input's own CPU tasks
         return WriteStage(dict(CPU_TASK), None, block)
     if not last.stateful and not last.resources.gpus:
-        return WriteStage(remote_args(last), task_concurrency(last), block)
+        whole = fused_read and all(_fusable(p) for p in planned)  # one task from the read to the write
+        return WriteStage(remote_args(last), task_concurrency(last), None if whole else block)
     return WriteStage({"num_cpus": 1, **CPU_TASK}, max(2, int(cpus) // 8), file_rows)
 
 
@@ -493,7 +540,7 @@ def task_rows(block_rows: int, batch: int, rows: int, cpus: float) -> int:
 
 def _make_sink(
     out_path: str, storage_options: dict[str, Any], id_column: str, drop: set[str], drop_binary: set[str],
-    step_outputs: set[str], file_rows: int,
+    step_outputs: set[str], file_rows: int | None,
 ) -> Any:
     from ray.data import Datasink
 
@@ -516,8 +563,9 @@ def _make_sink(
             return "MmbatchParquet"
 
         @property
-        def min_rows_per_write(self) -> int:
-            """Blocks are bundled into write tasks of about this many rows: one file each."""
+        def min_rows_per_write(self) -> int | None:
+            """Blocks are bundled into write tasks of about this many rows: one file each
+            (None: each task writes what it has)."""
             return file_rows
 
         def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
@@ -581,9 +629,10 @@ def run_steps(
     cpus = cluster_resources().get("CPU", 1.0)
     first_batch = planned[0].batch_size if planned else job.input.block_rows
     block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cpus)
-    ds = add_steps(read_source(job, scan, done or None, block), planned, stats, job.input.id_column)
+    fused = fuses_read(job, scan, planned, block)
+    ds = add_steps(read_source(job, scan, done or None, block, fused), planned, stats, job.input.id_column, fused)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
-    write = write_stage(planned, cpus, block, job.input.block_rows)
+    write = write_stage(planned, cpus, block, job.input.block_rows, fused)
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs,
                       write.file_rows)
     if progress:

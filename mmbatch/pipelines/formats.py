@@ -31,22 +31,30 @@ Reader = Callable[[list[str], FileSystem, list[str] | None, "InputSpec"], Any]
 """(files, filesystem, columns to read, the job's input) -> a Ray Dataset"""
 
 
-def read_parquet(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:
+def read_parquet(
+    files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec,
+    tasks: int | None = None, remote_args: dict[str, Any] | None = None,
+) -> Any:
     """Ray Data's Parquet reader, one read task per file, its rows cut into blocks as read.
 
     Ray 2.60's default (DataSourceV2) packs all the files into one read task that returns a
     single block (2,000 rows of 640x480 JPEGs: one 180 MB block), so every later stage runs as
     one task and the cores wait; its earlier reader (``use_datasource_v2 = False``) reads the
-    files in parallel tasks and splits their output into blocks of ``target_max_block_size``."""
+    files in parallel tasks and splits their output into blocks of ``target_max_block_size``.
+
+    ``tasks`` (at most ``len(files)``): read whole files in that many tasks, with
+    ``remote_args``, and no split of their output: a read that Ray Data can fuse into the
+    CPU stages after it (see ``executor.read_source``)."""
     import ray.data as rd
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     v2 = getattr(ctx, "use_datasource_v2", False)
     ctx.use_datasource_v2 = False
+    grouped: dict[str, Any] = {} if tasks is None else {"override_num_blocks": tasks, **(remote_args or {})}
     try:
         # batch_size: rows per Arrow batch read, so blocks can be cut small within a file
-        return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256)
+        return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256, **grouped)
     finally:
         ctx.use_datasource_v2 = v2
 

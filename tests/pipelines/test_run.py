@@ -167,18 +167,20 @@ def test_write_follows_the_last_stage():
         type(w)({"num_cpus": 1, **CPU_TASK}, 2, 1024)
     assert write_stage([decode, embed], cpus=64, block=192, file_rows=1024).concurrency == 8
     assert write_stage([_planned(gpus=0.5, step=0)], cpus=16, block=192, file_rows=1024).concurrency == 2
+    # after a read fused into every stage: no bundling, so the read fuses in too
+    one_cpu = _planned(cpus=1, step=0)
+    assert write_stage([one_cpu], cpus=16, block=192, file_rows=1024, fused_read=True).file_rows is None
+    assert write_stage([one_cpu, decode], cpus=16, block=192, file_rows=1024, fused_read=True).file_rows == 192
     assert write_stage([], cpus=2, block=256, file_rows=1024) == type(w)(dict(CPU_TASK), None, 256)
 
 
-def test_decode_only_job_writes_from_its_decode_tasks(tmp_path, run_job_dict):
-    """The write fuses into the last CPU stage (Ray Data's own plan says so): each decode
-    task writes its rows as one file, and no write stage holds CPUs of its own."""
+@pytest.fixture
+def ray_plans():
+    """The execution plans Ray Data logs for the datasets run while the fixture is active."""
     import logging
 
     from ray.data import DataContext
 
-    data = tmp_path / "data"
-    write_image_parquet(data, 600, size=(16, 16), fmt="PNG", shards=6)
     plans: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: plans.append(record.getMessage())  # type: ignore[method-assign]
@@ -188,17 +190,64 @@ def test_decode_only_job_writes_from_its_decode_tasks(tmp_path, run_job_dict):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     ctx.print_on_execution_start = True
-    try:
-        s = run_job_dict({"input": {"path": str(data), "id_column": "id", "block_rows": 1024},
-                          "steps": [{"op": "decode_image", "batch_size": 25}], "output": {"path": str(tmp_path / "out")}})
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(level)
-        ctx.print_on_execution_start = announce
-    plan = next(m for m in plans if m.startswith("Execution plan"))
-    assert "MapBatches(DecodeImageTask)->Write]" in plan, plan
-    assert s.rows == 600
+    yield plans
+    log.removeHandler(handler)
+    log.setLevel(level)
+    ctx.print_on_execution_start = announce
+
+
+def _last_plan(plans):
+    return [m for m in plans if m.startswith("Execution plan")][-1]
+
+
+def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_dict, ray_plans):
+    """Small files: each task reads whole files, decodes them and writes their rows (Ray
+    Data's own plan says so). A big file is cut into blocks first; the write still runs in
+    the decode tasks."""
+    small, big = tmp_path / "small", tmp_path / "big.parquet"
+    write_image_parquet(small, 320, size=(16, 16), fmt="PNG", shards=20)
+    write_image_parquet(big, 320, size=(16, 16), fmt="PNG")
+    job = {"steps": [{"op": "decode_image", "batch_size": 8}], "output": {"path": str(tmp_path / "out")}}
+    # 320 rows on 4 CPUs: blocks of 16 rows (two batches), as big as each small file
+    s = run_job_dict(job | {"input": {"path": str(small), "id_column": "id"}})
+    assert "[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)->Write]" in _last_plan(ray_plans)
+    files = sorted((tmp_path / "out" / "rows").glob("*.parquet"))
+    sizes = [pq.read_metadata(f).num_rows for f in files]
+    assert s.rows == 320 and sum(sizes) == 320 and len(files) == 20 and set(sizes) == {16}
+    # every row's decode was reported, batch by batch: 40 batches of 8 in 20 tasks
+    assert s.steps["steps[0] decode_image"]["rows"] == 320
+    s = run_job_dict(job | {"input": {"path": str(big), "id_column": "id"}}, overwrite=True)
+    plan = _last_plan(ray_plans)
+    assert "MapBatches(DecodeImageTask)->Write]" in plan and "ReadParquet->MapBatches" not in plan, plan
     sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
-    # 600 rows on 4 CPUs: blocks of about 600 / 16 rows (whole batches), a file per task of
-    # a block or two, not one 600-row file (block_rows): the decoding spreads over the CPUs
-    assert sum(sizes) == 600 and len(sizes) >= 4 and max(sizes) < 300
+    # one file cut into blocks of 16 rows, a file per task of a block or so, not one 320-row file
+    assert s.rows == 320 and sum(sizes) == 320 and len(sizes) >= 4 and max(sizes) < 160
+
+
+def test_fused_read_gives_the_rows_and_errors_of_the_staged_one(tmp_path, tiny_models, run_job_dict, ray_plans):
+    """decode -> embed over small files with bad rows: read, decode and the embed's prepare
+    in one task (batched by the stages themselves) give the error rows and embeddings of the
+    same job run stage by stage (decode at 0.5 CPU: Ray Data then keeps the stages apart)."""
+    data = tmp_path / "data"
+    bad = write_image_parquet(data, 315, size=(24, 24), shards=20, with_bad=True)  # 20 files of 16 rows
+    clip = str(tiny_models("clip"))
+
+    def run(decode_cpus, out):
+        decode = {"op": "decode_image", "batch_size": 8, "resources": {"cpus": decode_cpus}}
+        s = run_job_dict({"input": {"path": str(data), "id_column": "id"},
+                          "steps": [decode, {"op": "embed", "model": clip, "batch_size": 8}],
+                          "output": {"path": str(tmp_path / out)}})
+        rows, errors = read(tmp_path / out / "rows"), read(tmp_path / out / "errors")
+        return s, _last_plan(ray_plans), rows.sort_by("id"), errors.sort_by("id")
+
+    s1, plan1, rows1, errors1 = run(1, "fused")
+    s2, plan2, rows2, errors2 = run(0.5, "staged")
+    assert "ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)" in plan1, plan1
+    assert "TaskPoolMapOperator[ReadParquet]" in plan2, plan2
+    assert s1.rows == s2.rows == 315 and s1.errors == s2.errors == len(bad) == 5
+    assert errors1.column("id").to_pylist() == errors2.column("id").to_pylist() == sorted(bad)
+    assert errors1.column("error").to_pylist() == errors2.column("error").to_pylist()
+    assert rows1.column("id").to_pylist() == rows2.column("id").to_pylist()
+    e1 = np.array(rows1.column("image_embedding").to_pylist(), dtype=np.float32)
+    e2 = np.array(rows2.column("image_embedding").to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(e1, e2, atol=1e-6)
