@@ -153,7 +153,7 @@ def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path
 
 
 def test_write_follows_the_last_stage():
-    from mmbatch.pipelines.executor import CPU_TASK, remote_args, write_stage
+    from mmbatch.pipelines.executor import CPU_TASK, WriteStage, remote_args, write_stage
 
     # after a CPU task stage: that stage's remote args and cap, so Ray Data fuses the write
     # into its tasks; files of one task's rows (about a block)
@@ -164,14 +164,14 @@ def test_write_follows_the_last_stage():
     # after an actor (or a GPU task): its own one-CPU tasks, one per 8 CPUs, at least 2
     embed = _planned(gpus=1, cpus=1)
     assert write_stage([decode, embed], cpus=16, block=192, file_rows=1024) == \
-        type(w)({"num_cpus": 1, **CPU_TASK}, 2, 1024)
+        WriteStage({"num_cpus": 1, **CPU_TASK}, 2, 1024)
     assert write_stage([decode, embed], cpus=64, block=192, file_rows=1024).concurrency == 8
     assert write_stage([_planned(gpus=0.5, step=0)], cpus=16, block=192, file_rows=1024).concurrency == 2
     # after a read fused into every stage: no bundling, so the read fuses in too
     one_cpu = _planned(cpus=1, step=0)
     assert write_stage([one_cpu], cpus=16, block=192, file_rows=1024, fused_read=True).file_rows is None
     assert write_stage([one_cpu, decode], cpus=16, block=192, file_rows=1024, fused_read=True).file_rows == 192
-    assert write_stage([], cpus=2, block=256, file_rows=1024) == type(w)(dict(CPU_TASK), None, 256)
+    assert write_stage([], cpus=2, block=256, file_rows=1024) == WriteStage(dict(CPU_TASK), None, 256)
 
 
 @pytest.fixture
