@@ -368,17 +368,18 @@ def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int
     """Whether the job reads its files in tasks of about ``block`` rows that Ray Data fuses
     with the CPU steps after them (and with the write, after a last CPU step).
 
-    Each task then reads a few whole files, decodes them and passes the rows on (or writes
-    them) without a stage boundary: no read stage holds a share of the CPUs while its
-    output waits (on 2 CPUs decoding ran one task at a time beside it), and the file bytes
-    never cross the object store. That takes Parquet files of at most ``block`` rows (bigger
-    ones are cut into blocks first, which Ray Data does not fuse), no ``limit``, and a first
+    Each task then reads a few whole files (or row groups), decodes them and passes the rows
+    on (or writes them) without a stage boundary: no read stage holds a share of the CPUs
+    while its output waits (on 2 CPUs decoding ran one task at a time beside it), and the
+    file bytes never cross the object store. That takes Parquet files of at most ``block``
+    rows, or whose row groups are (read in pieces of whole row groups; a bigger row group is
+    cut into blocks after the read, which Ray Data does not fuse), no ``limit``, and a first
     step run as uncapped one-CPU tasks, whose remote args the read tasks then share; those
     stages (up to the first that runs otherwise) take whole blocks and batch them
     themselves, since Ray Data does not fuse a read into a stage with a batch size."""
     return (
         job.input.file_format.reader is formats.read_parquet and not job.input.limit
-        and scan.largest_file_rows <= block and bool(planned) and _fusable(planned[0])
+        and scan.largest_piece_rows <= block and bool(planned) and _fusable(planned[0])
     )
 
 
@@ -404,7 +405,12 @@ def read_source(
         first = inp.path if isinstance(inp.path, str) else inp.path[0]
         fs, files = io.filesystem(first, inp.storage_options)[0], scan.paths
     rows = block_rows or inp.block_rows
-    if fused and scan is not None:
+    if scan is not None and fmt.reader is formats.read_parquet and scan.largest_file_rows > rows >= scan.largest_piece_rows:
+        # files bigger than a block whose row groups are not: read in blocks of whole row groups
+        groups = sum(len(g) for g in scan.row_groups.values())
+        tasks = max(1, min(groups, -(-sum(map(sum, scan.row_groups.values())) // rows)))
+        ds = formats.read_parquet_row_groups(files, io.arrow_filesystem(fs), inp.columns, scan.row_groups, tasks, CPU_TASK)
+    elif fused and scan is not None:
         tasks = max(1, min(len(files), -(-scan.rows // rows)))
         ds = formats.read_parquet(files, io.arrow_filesystem(fs), inp.columns, inp, tasks, CPU_TASK)
     else:
@@ -413,7 +419,7 @@ def read_source(
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:
         ds = ds.limit(inp.limit)
-    if scan is None or scan.largest_file_rows > rows:  # cut big files; small ones stay apart
+    if scan is None or scan.largest_piece_rows > rows:  # cut big files (or row groups); small ones stay apart
         ds = ds.repartition(target_num_rows_per_block=rows)
     return ds.map_batches(
         _prepare,

@@ -14,6 +14,10 @@ Where Ray Data's own reader fits, it is used (``read_parquet``, ``read_binary_fi
   the dataset (a network call, refused offline) and otherwise copies the whole table
   through the driver; :class:`~mmbatch.pipelines.sources.HFSplit` reads row ranges of the
   memory-mapped split in each read task.
+
+And one case of Parquet: files bigger than a block, in row groups that are not, are read by
+:class:`~mmbatch.pipelines.sources.ParquetRowGroups` (:func:`read_parquet_row_groups`),
+since Ray's reader reads at least a whole file per task.
 """
 
 from __future__ import annotations
@@ -57,6 +61,24 @@ def read_parquet(
         return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256, **grouped)
     finally:
         ctx.use_datasource_v2 = v2
+
+
+def read_parquet_row_groups(
+    files: list[str], filesystem: FileSystem, columns: list[str] | None, row_groups: dict[str, tuple[int, ...]],
+    tasks: int, remote_args: dict[str, Any],
+) -> Any:
+    """Parquet files in ``tasks`` read tasks (at most one per row group) of whole row groups,
+    about equal in rows (``row_groups``: the rows of each, by path), with ``remote_args``: a
+    file bigger than a block read as blocks, with no stage after the read to cut it, and a
+    read that Ray Data can fuse into the CPU stages after it. Ray's ``read_parquet`` reads
+    at least a whole file per task (see :class:`~mmbatch.pipelines.sources.ParquetRowGroups`)."""
+    import ray.data as rd
+
+    from .sources import ParquetRowGroups, split_row_groups
+
+    runs = split_row_groups(files, row_groups, tasks)
+    return rd.read_datasource(ParquetRowGroups(runs, row_groups, filesystem, columns), override_num_blocks=len(runs),
+                              **remote_args)
 
 
 def read_files(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:

@@ -36,6 +36,17 @@ class InputScan:
     """Ids held by more than one row, with how many rows hold each."""
     largest_file_rows: int = 1
     """Rows of the largest file (1 for raw files): files no bigger than a block need no cutting."""
+    row_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Parquet files: the rows of each row group, by path (a reader can read a file in
+    pieces of whole row groups)."""
+
+    @property
+    def largest_piece_rows(self) -> int:
+        """Rows of the largest piece a reader can read alone: a row group where every file's
+        row groups are known, else a whole file."""
+        if not self.row_groups or len(self.row_groups) < len(self.files):
+            return self.largest_file_rows
+        return max((n for groups in self.row_groups.values() for n in groups), default=1)
 
     @property
     def paths(self) -> list[str]:
@@ -48,28 +59,37 @@ def _info(fs: Any, path: str) -> InputFile:
     return InputFile(path, int(info.get("size") or 0), str(mtime))
 
 
-def _ids_parquet(fs: Any, path: str, inp: InputSpec) -> list[Any]:
+@dataclass(frozen=True)
+class FileRows:
+    """What the scan reads of one file: its ids, in order, and (Parquet) its row groups' rows."""
+
+    ids: list[Any]
+    row_groups: tuple[int, ...] = ()
+
+
+def _ids_parquet(fs: Any, path: str, inp: InputSpec) -> FileRows:
     with fs.open(path, "rb") as f:
-        schema = pq.read_schema(f)
-        if inp.id_column not in schema.names:
+        pf = pq.ParquetFile(f)
+        names = pf.schema_arrow.names
+        if inp.id_column not in names:
             raise JobSpecError(
-                f"{io.unstrip(fs, path)}: no id column '{inp.id_column}' (columns: {', '.join(schema.names)}); "
+                f"{io.unstrip(fs, path)}: no id column '{inp.id_column}' (columns: {', '.join(names)}); "
                 "set input.id_column"
             )
-        f.seek(0)
-        column = pq.read_table(f, columns=[inp.id_column]).column(inp.id_column)
+        column = pf.read(columns=[inp.id_column]).column(inp.id_column)
+        groups = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
     if column.null_count:
         raise JobSpecError(f"{io.unstrip(fs, path)}: {column.null_count} rows have a null id ('{inp.id_column}')")
-    return list(column.to_pylist())
+    return FileRows(list(column.to_pylist()), groups)
 
 
-def _ids_webdataset(fs: Any, path: str, inp: InputSpec) -> list[Any]:
+def _ids_webdataset(fs: Any, path: str, inp: InputSpec) -> FileRows:
     """The sample keys of a shard, from its member headers (the data is skipped, not read)."""
     with fs.open(path, "rb") as f:
-        return [s.key for s in scan_shard(f, io.unstrip(fs, path))]
+        return FileRows([s.key for s in scan_shard(f, io.unstrip(fs, path))])
 
 
-def _ids_manifest(fs: Any, path: str, inp: InputSpec) -> list[Any]:
+def _ids_manifest(fs: Any, path: str, inp: InputSpec) -> FileRows:
     where = io.unstrip(fs, path)
     with fs.open(path, "rb") as f:
         table = read_path_list(f, inp.format)
@@ -84,10 +104,10 @@ def _ids_manifest(fs: Any, path: str, inp: InputSpec) -> list[Any]:
     column = table.column(inp.id_column)
     if column.null_count:
         raise JobSpecError(f"{where}: {column.null_count} rows have a null id ('{inp.id_column}')")
-    return list(column.to_pylist())
+    return FileRows(list(column.to_pylist()))
 
 
-IdReader = Callable[[Any, str, InputSpec], list[Any]]
+IdReader = Callable[[Any, str, InputSpec], FileRows]
 ID_READERS: dict[str, tuple[IdReader, str]] = {
     "parquet": (_ids_parquet, "Parquet file"),
     "webdataset": (_ids_webdataset, "tar shard"),
@@ -132,10 +152,10 @@ def scan_input(inp: InputSpec) -> InputScan:
         rows = len(files) if inp.limit is None else min(inp.limit, len(files))
         return InputScan(files, rows)
     read_ids, what = ID_READERS[fmt.name]
-    files, skipped, ids, largest = [], [], Counter[Any](), 1
+    files, skipped, ids, largest, row_groups = [], [], Counter[Any](), 1, {}
     for path in paths:
         try:
-            file_ids = read_ids(fs, path, inp)
+            found = read_ids(fs, path, inp)
         except JobSpecError:
             raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file is named
@@ -147,16 +167,19 @@ def scan_input(inp: InputSpec) -> InputScan:
                 f"{io.unstrip(fs, path)}: not a readable {what} ({reason}); "
                 "fix or remove it, or set input.on_bad_file: skip"
             ) from None
-        ids.update(file_ids)
-        largest = max(largest, len(file_ids))
+        ids.update(found.ids)
+        largest = max(largest, len(found.ids))
+        if found.row_groups:
+            row_groups[path] = found.row_groups
         files.append(_info(fs, path))
     if not files:
         raise JobSpecError(f"input.path: no readable {what}s under {inp.path} ({len(skipped)} skipped)")
-    return _counted(inp, files, skipped, ids, sum(ids.values()), largest)
+    return _counted(inp, files, skipped, ids, sum(ids.values()), largest, row_groups)
 
 
 def _counted(
-    inp: InputSpec, files: list[InputFile], skipped: list[dict[str, str]], ids: Counter[Any], total: int, largest: int
+    inp: InputSpec, files: list[InputFile], skipped: list[dict[str, str]], ids: Counter[Any], total: int, largest: int,
+    row_groups: dict[str, tuple[int, ...]] | None = None,
 ) -> InputScan:
     """The scan, after the duplicate-id check (``input.duplicate_ids``)."""
     duplicates = {i: n for i, n in ids.items() if n > 1}
@@ -167,4 +190,4 @@ def _counted(
             f"'{inp.id_column}' (or set input.duplicate_ids: error to make such rows error rows)"
         )
     rows = total if inp.limit is None else min(inp.limit, total)
-    return InputScan(files, rows, skipped, duplicates, largest)
+    return InputScan(files, rows, skipped, duplicates, largest, row_groups or {})

@@ -6,11 +6,16 @@ job reads one; :mod:`mmbatch.pipelines.formats` says why for each).
   :mod:`mmbatch.pipelines.tar_samples`, so that a sample that cannot be read is an error
   row instead of a failed read task.
 * :class:`HFSplit` -- a Hugging Face split in row ranges, each read task memory-mapping
-  the split itself (no hub request, no copy through the driver)."""
+  the split itself (no hub request, no copy through the driver).
+* :class:`ParquetRowGroups` -- Parquet files in pieces of whole row groups, a few pieces
+  per read task: Ray's ``read_parquet`` reads at least a whole file per task, so a file
+  bigger than a block would have to be cut into blocks after the read, in a stage of its
+  own. Rows, columns and Hive partition columns are those of Ray's reader (a test compares
+  the two)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -79,5 +84,71 @@ class HFSplit(Datasource):
             ds = hf_source.open_split(path, config, split)
             for lo in range(start, stop, step):
                 yield hf_source.rows_table(ds, lo, min(stop, lo + step), split, id_column, columns)
+
+        return read
+
+
+Piece = tuple[str, list[int]]
+"""A Parquet file's path and the ids of some of its row groups."""
+
+
+def split_row_groups(paths: Sequence[str], row_groups: Mapping[str, Sequence[int]], tasks: int) -> list[list[Piece]]:
+    """The row groups of ``paths`` (rows of each, by path) in at most ``tasks`` runs of about
+    equal rows, in file and row-group order: each run is a read task's pieces, consecutive row
+    groups of one file making one piece."""
+    total = sum(sum(row_groups[p]) for p in paths)
+    runs: list[list[Piece]] = [[] for _ in range(max(1, tasks))]
+    before = 0
+    for path in paths:
+        for group, rows in enumerate(row_groups[path]):
+            run = runs[min(len(runs) - 1, before * len(runs) // max(1, total))]
+            if run and run[-1][0] == path:
+                run[-1][1].append(group)
+            else:
+                run.append((path, [group]))
+            before += rows
+    return [r for r in runs if r]
+
+
+class ParquetRowGroups(Datasource):
+    def __init__(self, runs: list[list[Piece]], row_groups: Mapping[str, Sequence[int]], filesystem: Any,
+                 columns: list[str] | None) -> None:
+        self.runs, self.filesystem, self.columns = runs, filesystem, columns
+        self.rows = [sum(row_groups[path][g] for path, groups in run for g in groups) for run in runs]
+
+    def get_name(self) -> str:
+        return "ParquetRowGroups"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        return [
+            ReadTask(self._reader(run), BlockMetadata(num_rows=rows, size_bytes=None, input_files=None, exec_stats=None),
+                     per_task_row_limit=per_task_row_limit)
+            for run, rows in zip(self.runs, self.rows, strict=True)
+        ]
+
+    def _reader(self, run: list[Piece]) -> Any:
+        filesystem, columns = self.filesystem, self.columns
+
+        def read() -> Iterator[pa.Table]:
+            import pyarrow.parquet as pq
+            from ray.data.datasource import Partitioning, PartitionStyle, PathPartitionParser
+
+            partitions = PathPartitionParser(Partitioning(PartitionStyle.HIVE))
+            for path, groups in run:
+                with filesystem.open_input_file(path) as f:
+                    pf = pq.ParquetFile(f)
+                    names = pf.schema_arrow.names
+                    # as Ray's reader: a partition value is a string column, unless the file has the column
+                    values = {k: v for k, v in partitions(path).items()
+                              if k not in names and (columns is None or k in columns)}
+                    table = pf.read_row_groups(groups, columns=None if columns is None else
+                                               [c for c in columns if c not in values])
+                for name, value in values.items():
+                    table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+                yield table
 
         return read

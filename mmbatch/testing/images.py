@@ -244,8 +244,10 @@ def write_image_parquet(
     with_bad: bool = False,
     fmt: str = "JPEG",
     quality: int = 90,
+    row_group_rows: int | None = None,
 ) -> list[str]:
-    """Write ``n`` synthetic images (plus, with ``with_bad``, one row per :data:`BAD_KINDS`) as Parquet.
+    """Write ``n`` synthetic images (plus, with ``with_bad``, one row per :data:`BAD_KINDS`) as Parquet
+    (in row groups of ``row_group_rows``; default: one per file).
 
     Columns: ``id`` (string: ``img-00000`` ..., ``bad-<kind>``), ``image`` (binary: encoded bytes)
     and ``references`` (list<string>: three captions from :func:`references`).
@@ -282,7 +284,7 @@ def write_image_parquet(
             },
             schema=schema,
         )
-        pq.write_table(table, file)
+        pq.write_table(table, file, row_group_size=row_group_rows)
     return bad_ids
 
 

@@ -202,11 +202,14 @@ def _last_plan(plans):
 
 def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_dict, ray_plans):
     """Small files: each task reads whole files, decodes them and writes their rows (Ray
-    Data's own plan says so). A big file is cut into blocks first; the write still runs in
-    the decode tasks."""
-    small, big = tmp_path / "small", tmp_path / "big.parquet"
+    Data's own plan says so). So does a big file of small row groups, read in pieces of
+    whole row groups. A big file of one row group is cut into blocks first; the write still
+    runs in the decode tasks."""
+    small, big, grouped = tmp_path / "small", tmp_path / "big.parquet", tmp_path / "grouped" / "big.parquet"
     write_image_parquet(small, 320, size=(16, 16), fmt="PNG", shards=20)
-    write_image_parquet(big, 320, size=(16, 16), fmt="PNG")
+    bad = write_image_parquet(big, 315, size=(16, 16), fmt="PNG", with_bad=True)
+    grouped.parent.mkdir()
+    pq.write_table(pq.read_table(big), grouped, row_group_size=8)
     job = {"steps": [{"op": "decode_image", "batch_size": 8}], "output": {"path": str(tmp_path / "out")}}
     # 320 rows on 4 CPUs: blocks of 16 rows (two batches), as big as each small file
     s = run_job_dict(job | {"input": {"path": str(small), "id_column": "id"}})
@@ -221,7 +224,15 @@ def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_
     assert "MapBatches(DecodeImageTask)->Write]" in plan and "ReadParquet->MapBatches" not in plan, plan
     sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
     # one file cut into blocks of 16 rows, a file per task of a block or so, not one 320-row file
-    assert s.rows == 320 and sum(sizes) == 320 and len(sizes) >= 4 and max(sizes) < 160
+    assert s.rows == 315 and s.errors == len(bad) == 5 and sum(sizes) == 315 and len(sizes) >= 4 and max(sizes) < 160
+    s = run_job_dict(job | {"input": {"path": str(grouped.parent), "id_column": "id"}}, overwrite=True)
+    assert "[ReadParquetRowGroups->MapBatches(_prepare)->MapBatches(DecodeImageTask)->Write]" in _last_plan(ray_plans)
+    rows, errors = (read(tmp_path / "out" / sub) for sub in ("rows", "errors"))
+    assert sorted(errors.column("id").to_pylist()) == sorted(bad)
+    assert rows.num_rows == s.rows == 315 and len(set(rows.column("id").to_pylist())) == 315
+    # 20 tasks of two row groups (16 rows) each, one file each (the bad rows: errors/)
+    sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
+    assert len(sizes) == 20 and max(sizes) <= 16
 
 
 def test_fused_read_gives_the_rows_and_errors_of_the_staged_one(tmp_path, tiny_models, run_job_dict, ray_plans):

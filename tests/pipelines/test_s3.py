@@ -30,10 +30,16 @@ def s3(tmp_path_factory):
     server.stop()
 
 
-def test_job_reads_and_writes_s3(s3, tmp_path, run_job_dict):
+@pytest.mark.parametrize("row_group_rows", [None, 2])  # files cut into blocks after the read, or read in row groups
+def test_job_reads_and_writes_s3(s3, tmp_path, run_job_dict, row_group_rows):
     fs, opts = s3
     local = tmp_path / "data"
     bad = write_image_parquet(local, 12, size=(48, 32), shards=3, with_bad=True)
+    for f in local.glob("*.parquet"):
+        pq.write_table(pq.read_table(f), f, row_group_size=row_group_rows)
+    for prefix in ("mmbatch-test/in", "mmbatch-test/out"):  # the other case's
+        if fs.exists(prefix):
+            fs.rm(prefix, recursive=True)
     fs.put(str(local) + "/", "mmbatch-test/in/", recursive=True)
     summary = run_job_dict({
         "input": {"path": "s3://mmbatch-test/in/", "storage_options": opts},
