@@ -35,21 +35,24 @@ def build_clip_b32(path: Path) -> Path:
     return path
 
 
-def photo_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480), shards: int = 8) -> Path:
+def photo_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480), shards: int = 8,
+                 row_group_rows: int | None = None) -> Path:
     """``n`` synthetic JPEGs (``id``, ``image``; flat coloured shapes, about 3 KB at 640x480,
-    so quicker to decode than photos) in Parquet shards, made once per folder."""
+    so quicker to decode than photos) in Parquet shards (of one row group each, or of
+    ``row_group_rows``), made once per folder."""
     from mmbatch.testing.images import write_image_parquet
 
-    done = folder / f".done-{n}-{size[0]}x{size[1]}-{shards}"
+    done = folder / f".done-{n}-{size[0]}x{size[1]}-{shards}-{row_group_rows}"
     if not done.exists():
-        write_image_parquet(folder, n, size=size, shards=shards)
+        write_image_parquet(folder, n, size=size, shards=shards, row_group_rows=row_group_rows)
         done.touch()
     return folder
 
 
-def repeat_corpus(src: Path, times: int) -> Path:
+def repeat_corpus(src: Path, times: int, row_group_rows: int | None = None) -> Path:
     """``src``'s Parquet shards ``times`` over, each copy's ids suffixed (``img-00000-r1``):
-    a corpus ``times`` as big, with the same images, made in seconds."""
+    a corpus ``times`` as big, with the same images, made in seconds (in row groups of
+    ``row_group_rows``; default: one per file)."""
     if times == 1:
         return src
     import pyarrow as pa
@@ -64,7 +67,8 @@ def repeat_corpus(src: Path, times: int) -> Path:
             table = pq.read_table(f)
             for r in range(times):
                 ids = pc.binary_join_element_wise(table.column("id"), pa.scalar(f"r{r}"), "-")
-                pq.write_table(table.set_column(table.column_names.index("id"), "id", ids), dst / f"r{r}-{f.name}")
+                pq.write_table(table.set_column(table.column_names.index("id"), "id", ids), dst / f"r{r}-{f.name}",
+                               row_group_size=row_group_rows)
         done.touch()
     return dst
 

@@ -12,6 +12,7 @@ in a fresh process, Ray start included, and writes Parquet (ids, original sizes)
 Figures only; nothing is asserted.
 
     python benchmarks/decode.py --n 2000
+    python benchmarks/decode.py --n 2000 --shards 2 --row-group-rows 125   # files bigger than a block
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--resize", type=int, default=224)
+    ap.add_argument("--shards", type=int, default=8, help="Parquet files of the corpus")
+    ap.add_argument("--row-group-rows", type=int, default=None, help="rows per row group (default: one per file)")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
     args = ap.parse_args()
@@ -83,9 +86,12 @@ def main() -> None:
         fn = {"single": single, "raydata": raydata, "job": job}[args.contender]
         return emit(measure(lambda: fn(args)))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-decode-"))
-    data = photo_corpus(work / f"jpegs-{args.n}", args.n)
+    data = photo_corpus(work / f"jpegs-{args.n}-{args.shards}-{args.row_group_rows}", args.n, shards=args.shards,
+                        row_group_rows=args.row_group_rows)
     common = ["--n", str(args.n), "--resize", str(args.resize), "--data", str(data), "--out", str(work / "out")]
-    print(f"machine: {machine()}; {args.n} JPEGs 640x480, decoded to shorter side {args.resize}")
+    groups = f"row groups of {args.row_group_rows} rows" if args.row_group_rows else "one row group each"
+    print(f"machine: {machine()}; {args.n} JPEGs 640x480 in {args.shards} Parquet files ({groups}), "
+          f"decoded to shorter side {args.resize}")
     got = {name: run_contender(__file__, name, common) for name in CONTENDERS}
     cores = os.cpu_count() or 1
     ceiling = cores * got["single"]["img_s"]

@@ -209,6 +209,8 @@ def main() -> None:
     ap.add_argument("--forward-batches", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1, help="read the N images this many times over (distinct ids): "
                     "a bigger corpus, over which each contender's start-up weighs less")
+    ap.add_argument("--row-group-rows", type=int, default=None,
+                    help="rows per Parquet row group of the corpus (default: one per file of N/8 rows)")
     ap.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated contenders to run")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
@@ -219,14 +221,17 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-embed-"))
     model = build_clip_b32(work / "clip-vit-b32-random")
-    data = repeat_corpus(photo_corpus(work / f"jpegs-{args.n}", args.n), args.repeat)
+    groups = args.row_group_rows
+    data = repeat_corpus(photo_corpus(work / f"jpegs-{args.n}-{groups}", args.n, row_group_rows=groups), args.repeat,
+                         groups)
     args.n *= args.repeat
     common = ["--n", str(args.n), "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
               "--threads", str(args.threads), "--forward-batches", str(args.forward_batches),
               "--model", str(model), "--data", str(data), "--out", str(work / "out")]
     print(f"machine: {machine()}")
     print(f"model: CLIP ViT-B/32 (random weights), {args.dtype} on {args.device}, batch {args.batch_size}; "
-          f"data: {args.n} synthetic 640x480 JPEGs (flat shapes, ~3 KB)")
+          f"data: {args.n} synthetic 640x480 JPEGs (flat shapes, ~3 KB) in Parquet files of "
+          f"{f'row groups of {groups} rows' if groups else 'one row group each'}")
     got: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
         got[name] = run_contender(__file__, name, common)

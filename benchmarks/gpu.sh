@@ -17,7 +17,9 @@ for pkg in ray mmbatch; do
   python3 -m compileall -q -j 0 "$dir" >/dev/null 2>&1 || true
 done
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-embed() { python3 "$here/embed.py" --device cuda --dtype float16 --batch-size 256 --workdir "$work/embed" "$@"; }
+# ROW_GROUP_ROWS=128: the corpus files in row groups of 128 rows (read in row groups, fused with decoding)
+embed() { python3 "$here/embed.py" --device cuda --dtype float16 --batch-size 256 --workdir "$work/embed" \
+            ${ROW_GROUP_ROWS:+--row-group-rows "$ROW_GROUP_ROWS"} "$@"; }
 echo "== embed: CLIP ViT-B/32, fp16, batch 256, $n_embed JPEGs"
 embed --n "$n_embed" --only "${EMBED_ONLY:-forward,chain,raydata,job,job-gpu-decode,job-4actors}"
 echo "== embed: the same $n_embed JPEGs read $repeat times over (start-up weighs less)"
