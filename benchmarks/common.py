@@ -83,7 +83,11 @@ class TreeMemory:
     the object store). At a fixed 1 s that still took about 9 % of a core from the contenders
     that start Ray, and none from the single-process ones (``py-spy`` on a job's driver: 46
     of its 54 samples). So the pause after each sample is ``budget`` times as long as the
-    sample took, at least ``interval``: the sampler costs at most ``1 / budget`` of a core."""
+    sample took, at least ``interval``: the sampler costs at most ``1 / budget`` of a core.
+
+    Sparse sampling misses short peaks, and the more so the shorter the run: at 40-50 ms a
+    sample, ``budget=100`` samples every 4-5 s. ``budget=0`` samples every ``interval``
+    whatever it costs (what :mod:`memory` uses, to compare runs of different lengths)."""
 
     def __init__(self, interval: float = 0.5, budget: float = 100.0) -> None:
         self.interval, self.budget, self.peak_mib = interval, budget, 0.0
@@ -113,9 +117,10 @@ class TreeMemory:
         self._thread.join()
 
 
-def measure(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``fn`` (which returns its figures) under :class:`TreeMemory` and a wall clock."""
-    with TreeMemory() as mem:
+def measure(fn: Callable[[], dict[str, Any]], memory: TreeMemory | None = None) -> dict[str, Any]:
+    """Run ``fn`` (which returns its figures) under ``memory`` (default: a sparse
+    :class:`TreeMemory`) and a wall clock."""
+    with memory or TreeMemory() as mem:
         t = time.perf_counter()
         figures = fn()
         wall = time.perf_counter() - t

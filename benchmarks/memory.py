@@ -2,8 +2,14 @@
 process) of the mmbatch job ``decode_image -> embed`` on 256x256 JPEGs, at several corpus
 sizes, each in a fresh process. A data path that streams stays flat as rows grow.
 
+The tree is sampled every 0.25 s at every size (on 2 cores one sample of a job's dozen
+processes takes 35-55 ms of CPU, so the sampler takes about a fifth of a core): a sparser
+sampler would see fewer of a short run's moments, and so miss its peak more often than a
+long run's.
+
     python benchmarks/memory.py --sizes 1000,8000              # tiny CLIP: the data path's memory
     python benchmarks/memory.py --sizes 1000,8000 --model b32  # CLIP ViT-B/32 compute
+    python benchmarks/memory.py --sizes 1000,8000,16000 --row-group-rows 128  # files read in row groups
 
 Figures only; nothing is asserted.
 """
@@ -19,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
+    TreeMemory,
     add_contender_args,
     build_clip_b32,
     emit,
@@ -48,13 +55,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,8000")
     ap.add_argument("--model", choices=("tiny", "b32"), default="tiny")
+    ap.add_argument("--row-group-rows", type=int, default=None, help="rows per Parquet row group (default: one per file)")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
     ap.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
         args.model = Path(args.model_dir)
-        return emit(measure(lambda: job(args)))
+        return emit(measure(lambda: job(args), TreeMemory(interval=0.25, budget=0)))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-memory-"))
     if args.model == "b32":
         model = build_clip_b32(work / "clip-vit-b32-random")
@@ -64,10 +72,12 @@ def main() -> None:
         model = work / "clip-tiny"
         if not (model / "config.json").exists():
             build_tiny_clip(model)
-    print(f"machine: {machine()}; decode_image -> embed ({args.model} CLIP), 256x256 JPEGs")
+    groups = f"row groups of {args.row_group_rows} rows" if args.row_group_rows else "one row group each"
+    print(f"machine: {machine()}; decode_image -> embed ({args.model} CLIP), 256x256 JPEGs in 8 Parquet files ({groups})")
     first = None
     for n in (int(x) for x in args.sizes.split(",")):
-        data = photo_corpus(work / f"jpegs-{n}", n, size=(256, 256))
+        groups = args.row_group_rows
+        data = photo_corpus(work / f"jpegs-{n}-{groups}", n, size=(256, 256), row_group_rows=groups)
         f = run_contender(__file__, "job", ["--data", str(data), "--out", str(work / f"out-{n}"),
                                             "--model-dir", str(model)])
         first = first or f["peak_pss_mib"]
