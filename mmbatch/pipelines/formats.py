@@ -35,6 +35,10 @@ Reader = Callable[[list[str], FileSystem, list[str] | None, "InputSpec"], Any]
 """(files, filesystem, columns to read, the job's input) -> a Ray Dataset"""
 
 
+READ_BATCH_ROWS = 256
+"""Rows per Arrow batch a Parquet read task reads, so blocks can be cut small within a file."""
+
+
 def read_parquet(
     files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec,
     tasks: int | None = None, remote_args: dict[str, Any] | None = None,
@@ -57,8 +61,7 @@ def read_parquet(
     ctx.use_datasource_v2 = False
     grouped: dict[str, Any] = {} if tasks is None else {"override_num_blocks": tasks, **(remote_args or {})}
     try:
-        # batch_size: rows per Arrow batch read, so blocks can be cut small within a file
-        return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=256, **grouped)
+        return rd.read_parquet(files, filesystem=filesystem, columns=columns, batch_size=READ_BATCH_ROWS, **grouped)
     finally:
         ctx.use_datasource_v2 = v2
 
@@ -77,8 +80,8 @@ def read_parquet_row_groups(
     from .sources import ParquetRowGroups, split_row_groups
 
     runs = split_row_groups(files, row_groups, tasks)
-    return rd.read_datasource(ParquetRowGroups(runs, row_groups, filesystem, columns), override_num_blocks=len(runs),
-                              **remote_args)
+    source = ParquetRowGroups(runs, row_groups, filesystem, columns, READ_BATCH_ROWS)
+    return rd.read_datasource(source, override_num_blocks=len(runs), **remote_args)
 
 
 def read_files(files: list[str], filesystem: FileSystem, columns: list[str] | None, inp: InputSpec) -> Any:

@@ -112,8 +112,9 @@ def split_row_groups(paths: Sequence[str], row_groups: Mapping[str, Sequence[int
 
 class ParquetRowGroups(Datasource):
     def __init__(self, runs: list[list[Piece]], row_groups: Mapping[str, Sequence[int]], filesystem: Any,
-                 columns: list[str] | None) -> None:
-        self.runs, self.filesystem, self.columns = runs, filesystem, columns
+                 columns: list[str] | None, batch_rows: int) -> None:
+        """``batch_rows``: rows per Arrow batch read (each a table the read task yields)."""
+        self.runs, self.filesystem, self.columns, self.batch_rows = runs, filesystem, columns, batch_rows
         self.rows = [sum(row_groups[path][g] for path, groups in run for g in groups) for run in runs]
 
     def get_name(self) -> str:
@@ -131,7 +132,7 @@ class ParquetRowGroups(Datasource):
         ]
 
     def _reader(self, run: list[Piece]) -> Any:
-        filesystem, columns = self.filesystem, self.columns
+        filesystem, columns, batch_size = self.filesystem, self.columns, self.batch_rows
 
         def read() -> Iterator[pa.Table]:
             import pyarrow.parquet as pq
@@ -145,10 +146,11 @@ class ParquetRowGroups(Datasource):
                     # as Ray's reader: a partition value is a string column, unless the file has the column
                     values = {k: v for k, v in partitions(path).items()
                               if k not in names and (columns is None or k in columns)}
-                    table = pf.read_row_groups(groups, columns=None if columns is None else
-                                               [c for c in columns if c not in values])
-                for name, value in values.items():
-                    table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
-                yield table
+                    read = None if columns is None else [c for c in columns if c not in values]
+                    for batch in pf.iter_batches(batch_size, row_groups=groups, columns=read):
+                        table = pa.Table.from_batches([batch])
+                        for name, value in values.items():
+                            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+                        yield table
 
         return read
