@@ -364,22 +364,31 @@ def _fusable(p: PlannedStep) -> bool:
     return not p.stateful and remote_args(p) == {"num_cpus": 1, **CPU_TASK} and task_concurrency(p) is None
 
 
-def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int) -> bool:
-    """Whether the job reads its files in tasks of about ``block`` rows that Ray Data fuses
-    with the CPU steps after them (and with the write, after a last CPU step).
+def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int, cpus: float = 1.0) -> bool:
+    """Whether the job reads its files in tasks that Ray Data fuses with the CPU steps after
+    them (and with the write, after a last CPU step).
 
-    Each task then reads a few whole files (or row groups), decodes them and passes the rows
-    on (or writes them) without a stage boundary: no read stage holds a share of the CPUs
-    while its output waits (on 2 CPUs decoding ran one task at a time beside it), and the
-    file bytes never cross the object store. That takes Parquet files of at most ``block``
-    rows, or whose row groups are (read in pieces of whole row groups; a bigger row group is
-    cut into blocks after the read, which Ray Data does not fuse), no ``limit``, and a first
-    step run as uncapped one-CPU tasks, whose remote args the read tasks then share; those
-    stages (up to the first that runs otherwise) take whole blocks and batch them
-    themselves, since Ray Data does not fuse a read into a stage with a batch size."""
+    Each task then reads a few whole files, row groups or one big file, decodes them and
+    passes the rows on (or writes them) without a stage boundary: no read stage holds a
+    share of the CPUs while its output waits (on 2 CPUs decoding ran one task at a time
+    beside it), and the file bytes never cross the object store. That takes:
+
+    * Parquet files of at most ``block`` rows (read a few per task, about ``block`` rows),
+      or whose row groups are (read in pieces of whole row groups). Or, when a stage that is
+      not fused takes the rows on (a model actor), enough big files to keep every CPU busy
+      on its own (:data:`BLOCKS_PER_CPU` per CPU): a file per task, streamed through in
+      batches. (A job that ends in a CPU step writes each task's rows as one file, at its
+      end, so there a task stays about a block.) Otherwise big files are cut into blocks
+      after the read, a stage that Ray Data does not fuse;
+    * no ``limit``;
+    * a first step run as uncapped one-CPU tasks, whose remote args the read tasks then
+      share. Those stages (up to the first that runs otherwise) take whole blocks and batch
+      them themselves, since Ray Data does not fuse a read into a stage with a batch size."""
     return (
         job.input.file_format.reader is formats.read_parquet and not job.input.limit
-        and scan.largest_piece_rows <= block and bool(planned) and _fusable(planned[0])
+        and bool(planned) and _fusable(planned[0])
+        and (scan.largest_piece_rows <= block
+             or (len(scan.files) >= BLOCKS_PER_CPU * cpus and not all(map(_fusable, planned))))
     )
 
 
@@ -390,7 +399,9 @@ def read_source(
     """The job's input (the files of ``scan``, else listed anew) as a Ray Dataset of bounded
     blocks (``block_rows`` rows, default ``input.block_rows``; at most :data:`BLOCK_BYTES`),
     with ids checked and an ``error`` column; ``fused`` (see :func:`fuses_read`): whole
-    files in read tasks of about ``block_rows`` rows, with the CPU tasks' remote args."""
+    files in read tasks of about ``block_rows`` rows (or one big file each), with the CPU
+    tasks' remote args. Files bigger than a block in row groups that are not are read in
+    pieces of whole row groups, fused or not."""
     from ray.data import DataContext
 
     inp = job.input
@@ -411,7 +422,8 @@ def read_source(
         tasks = max(1, min(groups, -(-sum(map(sum, scan.row_groups.values())) // rows)))
         ds = formats.read_parquet_row_groups(files, io.arrow_filesystem(fs), inp.columns, scan.row_groups, tasks, CPU_TASK)
     elif fused and scan is not None:
-        tasks = max(1, min(len(files), -(-scan.rows // rows)))
+        # small files a few per task; big ones (as many as the CPUs need) one per task
+        tasks = max(1, min(len(files), -(-scan.rows // rows))) if scan.largest_file_rows <= rows else len(files)
         ds = formats.read_parquet(files, io.arrow_filesystem(fs), inp.columns, inp, tasks, CPU_TASK)
     else:
         ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns, inp)
@@ -419,7 +431,7 @@ def read_source(
         ds = ds.map_batches(_FullPaths(fs), batch_format="pyarrow")
     if inp.limit:
         ds = ds.limit(inp.limit)
-    if scan is None or scan.largest_piece_rows > rows:  # cut big files (or row groups); small ones stay apart
+    if scan is None or (scan.largest_piece_rows > rows and not fused):  # cut big files (or row groups)
         ds = ds.repartition(target_num_rows_per_block=rows)
     return ds.map_batches(
         _prepare,
@@ -635,7 +647,7 @@ def run_steps(
     cpus = cluster_resources().get("CPU", 1.0)
     first_batch = planned[0].batch_size if planned else job.input.block_rows
     block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cpus)
-    fused = fuses_read(job, scan, planned, block)
+    fused = fuses_read(job, scan, planned, block, cpus)
     ds = add_steps(read_source(job, scan, done or None, block, fused), planned, stats, job.input.id_column, fused)
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
     write = write_stage(planned, cpus, block, job.input.block_rows, fused)

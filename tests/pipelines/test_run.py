@@ -219,6 +219,12 @@ def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_
     assert s.rows == 320 and sum(sizes) == 320 and len(files) == 20 and set(sizes) == {16}
     # every row's decode was reported, batch by batch: 40 batches of 8 in 20 tasks
     assert s.steps["steps[0] decode_image"]["rows"] == 320
+    # the same files bigger than a block (8 rows): not read one per task, since the write,
+    # fused in, would write a whole file's rows at once; cut into blocks, files of a block
+    s = run_job_dict(job | {"input": {"path": str(small), "id_column": "id", "block_rows": 8}}, overwrite=True)
+    assert "ReadParquet->MapBatches" not in _last_plan(ray_plans)
+    sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
+    assert s.rows == 320 and sum(sizes) == 320 and max(sizes) <= 8
     s = run_job_dict(job | {"input": {"path": str(big), "id_column": "id"}}, overwrite=True)
     plan = _last_plan(ray_plans)
     assert "MapBatches(DecodeImageTask)->Write]" in plan and "ReadParquet->MapBatches" not in plan, plan
@@ -238,27 +244,31 @@ def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_
 def test_fused_read_gives_the_rows_and_errors_of_the_staged_one(tmp_path, tiny_models, run_job_dict, ray_plans):
     """decode -> embed over small files with bad rows: read, decode and the embed's prepare
     in one task (batched by the stages themselves) give the error rows and embeddings of the
-    same job run stage by stage (decode at 0.5 CPU: Ray Data then keeps the stages apart)."""
+    same job run stage by stage (decode at 0.5 CPU: Ray Data then keeps the stages apart).
+    So do the same 20 files read one per task, once each is bigger than a block (blocks of
+    8 rows): 20 files keep 4 CPUs busy, and the embed actor takes the rows on."""
     data = tmp_path / "data"
     bad = write_image_parquet(data, 315, size=(24, 24), shards=20, with_bad=True)  # 20 files of 16 rows
     clip = str(tiny_models("clip"))
 
-    def run(decode_cpus, out):
+    def run(decode_cpus, out, block_rows=1024):
         decode = {"op": "decode_image", "batch_size": 8, "resources": {"cpus": decode_cpus}}
-        s = run_job_dict({"input": {"path": str(data), "id_column": "id"},
+        s = run_job_dict({"input": {"path": str(data), "id_column": "id", "block_rows": block_rows},
                           "steps": [decode, {"op": "embed", "model": clip, "batch_size": 8}],
                           "output": {"path": str(tmp_path / out)}})
         rows, errors = read(tmp_path / out / "rows"), read(tmp_path / out / "errors")
         return s, _last_plan(ray_plans), rows.sort_by("id"), errors.sort_by("id")
 
-    s1, plan1, rows1, errors1 = run(1, "fused")
     s2, plan2, rows2, errors2 = run(0.5, "staged")
-    assert "ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)" in plan1, plan1
     assert "TaskPoolMapOperator[ReadParquet]" in plan2, plan2
-    assert s1.rows == s2.rows == 315 and s1.errors == s2.errors == len(bad) == 5
-    assert errors1.column("id").to_pylist() == errors2.column("id").to_pylist() == sorted(bad)
-    assert errors1.column("error").to_pylist() == errors2.column("error").to_pylist()
-    assert rows1.column("id").to_pylist() == rows2.column("id").to_pylist()
-    e1 = np.array(rows1.column("image_embedding").to_pylist(), dtype=np.float32)
     e2 = np.array(rows2.column("image_embedding").to_pylist(), dtype=np.float32)
-    np.testing.assert_allclose(e1, e2, atol=1e-6)
+    for args in ((1, "fused"), (1, "fused-files", 8)):
+        s1, plan1, rows1, errors1 = run(*args)
+        assert "ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)" in plan1, plan1
+        assert "Repartition" not in plan1, plan1
+        assert s1.rows == s2.rows == 315 and s1.errors == s2.errors == len(bad) == 5
+        assert errors1.column("id").to_pylist() == errors2.column("id").to_pylist() == sorted(bad)
+        assert errors1.column("error").to_pylist() == errors2.column("error").to_pylist()
+        assert rows1.column("id").to_pylist() == rows2.column("id").to_pylist()
+        e1 = np.array(rows1.column("image_embedding").to_pylist(), dtype=np.float32)
+        np.testing.assert_allclose(e1, e2, atol=1e-6)
