@@ -111,6 +111,9 @@ def split_row_groups(paths: Sequence[str], row_groups: Mapping[str, Sequence[int
 
 
 class ParquetRowGroups(Datasource):
+    """One read task per run of :func:`split_row_groups`, reading its row groups with
+    pyarrow and adding Hive partition columns as Ray's reader does."""
+
     def __init__(self, runs: list[list[Piece]], row_groups: Mapping[str, Sequence[int]], filesystem: Any,
                  columns: list[str] | None, batch_rows: int) -> None:
         """``batch_rows``: rows per Arrow batch read (each a table the read task yields)."""
