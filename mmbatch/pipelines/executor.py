@@ -374,11 +374,10 @@ def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int
     beside it), and the file bytes never cross the object store. That takes:
 
     * Parquet files of at most ``block`` rows (read a few per task, about ``block`` rows),
-      or whose row groups are (read in pieces of whole row groups). Or, when a stage that is
-      not fused takes the rows on (a model actor), enough big files to keep every CPU busy
-      on its own (:data:`BLOCKS_PER_CPU` per CPU): a file per task, streamed through in
-      batches. (A job that ends in a CPU step writes each task's rows as one file, at its
-      end, so there a task stays about a block.) Otherwise big files are cut into blocks
+      or whose row groups are (read in pieces of whole row groups), or enough big files to
+      keep every CPU busy on its own (:data:`BLOCKS_PER_CPU` per CPU): a file per task,
+      streamed through in batches (and, after a last CPU step, written in files of
+      ``input.block_rows`` rows as they come). Otherwise big files are cut into blocks
       after the read, a stage that Ray Data does not fuse;
     * no ``limit``;
     * a first step run as uncapped one-CPU tasks, whose remote args the read tasks then
@@ -387,8 +386,7 @@ def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int
     return (
         job.input.file_format.reader is formats.read_parquet and not job.input.limit
         and bool(planned) and _fusable(planned[0])
-        and (scan.largest_piece_rows <= block
-             or (len(scan.files) >= BLOCKS_PER_CPU * cpus and not all(map(_fusable, planned))))
+        and (scan.largest_piece_rows <= block or len(scan.files) >= BLOCKS_PER_CPU * cpus)
     )
 
 
@@ -508,6 +506,10 @@ class WriteStage:
     remote_args: dict[str, Any]
     concurrency: int | None
     file_rows: int | None
+    """Rows Ray Data bundles into one write task (None: each task writes what it has)."""
+    split_rows: int | None = None
+    """A write task's rows go to files of about this many rows, each written as soon as
+    its rows have come (None: one file per write task, at its end)."""
 
 
 def write_stage(
@@ -521,7 +523,8 @@ def write_stage(
     share of the CPUs (on 2 CPUs the read, decode and write shares left decoding one task at
     a time). Bundling to ``file_rows`` there would hand each task that many rows and leave
     cores idle on a small corpus; when the read fuses into every stage (``fused_read``) it
-    bundles nothing, so that Ray Data fuses it in too: each read task writes its files' rows.
+    bundles nothing, so that Ray Data fuses it in too: each read task writes its files' rows,
+    in files of ``file_rows`` rows as they come (a task that reads a whole big file).
 
     After an actor or a GPU stage, which Ray Data cannot fuse into, write tasks of one CPU
     bundle ``file_rows`` rows per file, at most one task per 8 CPUs of the cluster (as it is
@@ -532,8 +535,9 @@ def write_stage(
     if last is None:  # no steps: the write follows the input's own CPU tasks
         return WriteStage(dict(CPU_TASK), None, block)
     if not last.stateful and not last.resources.gpus:
-        whole = fused_read and all(_fusable(p) for p in planned)  # one task from the read to the write
-        return WriteStage(remote_args(last), task_concurrency(last), None if whole else block)
+        if fused_read and all(_fusable(p) for p in planned):  # one task from the read to the write
+            return WriteStage(remote_args(last), task_concurrency(last), None, file_rows)
+        return WriteStage(remote_args(last), task_concurrency(last), block)
     return WriteStage({"num_cpus": 1, **CPU_TASK}, max(2, int(cpus) // 8), file_rows)
 
 
@@ -550,7 +554,8 @@ def task_rows(block_rows: int, batch: int, rows: int, cpus: float) -> int:
     about 7 s on a 16-core machine: cores idle from the start, and a tail of lone tasks.
     Blocks of one batch each fixed that there, but on 2 cores the extra tasks cost more than
     they spread. After a model step the writer bundles blocks back into files of about
-    ``block_rows`` rows; a job ending in a CPU step writes a file per task (:func:`write_stage`)."""
+    ``block_rows`` rows; a job ending in a CPU step writes a file per task, or per
+    ``block_rows`` rows of a task that reads a whole big file (:func:`write_stage`)."""
     target = rows / (BLOCKS_PER_CPU * max(cpus, 1.0))
     whole = max(1, round(target / batch)) * batch
     return max(1, min(block_rows, whole))
@@ -558,15 +563,16 @@ def task_rows(block_rows: int, batch: int, rows: int, cpus: float) -> int:
 
 def _make_sink(
     out_path: str, storage_options: dict[str, Any], id_column: str, drop: set[str], drop_binary: set[str],
-    step_outputs: set[str], file_rows: int | None,
+    step_outputs: set[str], file_rows: int | None, split_rows: int | None = None,
 ) -> Any:
     from ray.data import Datasink
 
     class SplitParquetSink(Datasink[dict[str, Any]]):
-        """Writes each write task's blocks as one file under rows/ and one under errors/,
-        both named after the ids they hold (``io.unit_name``): a retried task rewrites the
-        same files instead of adding copies. errors/ is written first, so a unit whose
-        rows/ file is there is complete.
+        """Writes each write task's blocks as one file under rows/ and one under errors/
+        (with ``split_rows``: one pair per that many rows, as they come), both named
+        after the ids they hold (``io.unit_name``): a retried task rewrites the same files
+        instead of adding copies. errors/ is written first, so a unit whose rows/ file is
+        there is complete.
 
         errors/ holds a failed row's input columns and ``error`` (which names the step and
         the cause), never step outputs: a row that failed at step 2 would otherwise carry
@@ -587,18 +593,37 @@ def _make_sink(
             return file_rows
 
         def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
+            counts: dict[str, Any] = {"rows": 0, "errors": 0, "files": 0, "late": []}
+            late: set[str] = set()
+            pending: list[pa.Table] = []
+            rows = 0
+            for block in blocks:
+                table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
+                if table.num_rows:
+                    pending.append(table)
+                    rows += table.num_rows
+                if split_rows and rows >= split_rows:  # files of split_rows rows; the rest waits
+                    table = pa.concat_tables(pending, promote_options="permissive")
+                    while table.num_rows >= split_rows:
+                        late |= self._write_unit([table.slice(0, split_rows)], counts)
+                        table = table.slice(split_rows)
+                    pending, rows = [table], table.num_rows
+            if rows:
+                late |= self._write_unit(pending, counts)
+            counts["late"] = sorted(late)
+            return counts
+
+        @staticmethod
+        def _write_unit(tables: list[pa.Table], counts: dict[str, Any]) -> set[str]:
+            """Write ``tables`` as one unit (a rows/ and an errors/ file), add to ``counts``,
+            and return the columns that reached the writer only to be dropped."""
             import pyarrow.compute as pc
 
-            tables = [b if isinstance(b, pa.Table) else pa.Table.from_pandas(b) for b in blocks]
-            tables = [t for t in tables if t.num_rows]
-            counts: dict[str, Any] = {"rows": 0, "errors": 0, "files": 0, "late": []}
-            if not tables:
-                return counts
             table = pa.concat_tables(tables, promote_options="permissive")
             before = set(table.column_names)
             table = _dropped(table, drop, drop_binary)
             table = table.drop_columns([n for n in table.column_names if is_tensor_type(table.schema.field(n).type)])
-            counts["late"] = sorted(before - set(table.column_names))
+            late = before - set(table.column_names)
             fs, root = io.filesystem(out_path, storage_options)
             failed = pc.is_valid(table.column(ERROR))
             parts = {
@@ -610,9 +635,9 @@ def _make_sink(
                 if parts[sub].num_rows:
                     io.write_parquet_atomic(parts[sub], fs, f"{root}/{sub}", name)
                     counts["files"] += 1
-            counts["rows"] = parts[io.ROWS].num_rows
-            counts["errors"] = parts[io.ERRORS].num_rows
-            return counts
+            counts["rows"] += parts[io.ROWS].num_rows
+            counts["errors"] += parts[io.ERRORS].num_rows
+            return late
 
         def on_write_complete(self, write_result: Any) -> None:
             for r in write_result.write_returns:
@@ -652,7 +677,7 @@ def run_steps(
     outputs = {c for p in planned for c in p.outputs} - {ERROR}
     write = write_stage(planned, cpus, block, job.input.block_rows, fused)
     sink = _make_sink(out.path, out.storage_options, job.input.id_column, drop, drop_binary, outputs,
-                      write.file_rows)
+                      write.file_rows, write.split_rows)
     if progress:
         with Progress(lambda: ray.get(stats.get.remote(), timeout=10)):
             ds.write_datasink(sink, ray_remote_args=write.remote_args, concurrency=write.concurrency)

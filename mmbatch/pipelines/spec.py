@@ -60,7 +60,8 @@ class InputSpec(_Strict):
     block_rows: int = Field(
         1024, ge=1, description="rows per output file, and most rows per block: a big file streams through in "
         "blocks of whole batches of the first step, about four per CPU (at most this many rows and 32 MiB), "
-        "written in files of about this many rows as they finish (a job ending in a CPU step: one file per block), "
+        "written in files of about this many rows as they finish (a job ending in a CPU step: a file per block, "
+        "or per this many rows of a task that reads a whole big file), "
         "so memory stays flat and a crash loses little"
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options")

@@ -124,6 +124,25 @@ def test_a_write_task_that_dies_after_its_file_landed_is_retried_without_duplica
 
 
 @pytest.mark.slow
+def test_a_task_reading_a_whole_file_dies_after_its_first_file_and_is_retried_without_duplicates(tmp_path):
+    """8 files of 50 rows on 2 CPUs, blocks of 20 rows: each file is read, decoded and
+    written in one task, in files of 20 rows as they come. The first task to write dies
+    right after its first file landed; its retry writes the same files again, not copies."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    write_image_parquet(data, 400, size=(16, 16), fmt="PNG", shards=8)
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({"name": "faults", "input": {"path": str(data), "block_rows": 20},
+                               "steps": [{"op": "decode_image", "batch_size": 10}], "output": {"path": str(out)}}))
+    done = mmbatch(["run", str(job)], env_for(tmp_path, "exit-after-write"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "marker-exit-after-write").exists()  # the fault happened
+    ids = written(out)
+    assert len(ids) == 400 == len(set(ids))
+    sizes = sorted(pq.read_metadata(f).num_rows for f in (out / "rows").glob("*.parquet"))
+    assert sizes == [10] * 8 + [20] * 16  # per file: 20 + 20 + 10 rows
+
+
+@pytest.mark.slow
 def test_a_killed_model_actor_is_replaced_and_its_batch_counted_once(tmp_path, corpus, tiny_models):
     out = tmp_path / "out"
     env = env_for(tmp_path, "kill-actor")

@@ -167,10 +167,13 @@ def test_write_follows_the_last_stage():
         WriteStage({"num_cpus": 1, **CPU_TASK}, 2, 1024)
     assert write_stage([decode, embed], cpus=64, block=192, file_rows=1024).concurrency == 8
     assert write_stage([_planned(gpus=0.5, step=0)], cpus=16, block=192, file_rows=1024).concurrency == 2
-    # after a read fused into every stage: no bundling, so the read fuses in too
+    # after a read fused into every stage: no bundling, so the read fuses in too, and a
+    # task's rows go out in files of file_rows as they come (a task may read a big file)
     one_cpu = _planned(cpus=1, step=0)
-    assert write_stage([one_cpu], cpus=16, block=192, file_rows=1024, fused_read=True).file_rows is None
-    assert write_stage([one_cpu, decode], cpus=16, block=192, file_rows=1024, fused_read=True).file_rows == 192
+    w = write_stage([one_cpu], cpus=16, block=192, file_rows=1024, fused_read=True)
+    assert (w.file_rows, w.split_rows) == (None, 1024)
+    w = write_stage([one_cpu, decode], cpus=16, block=192, file_rows=1024, fused_read=True)
+    assert (w.file_rows, w.split_rows) == (192, None)
     assert write_stage([], cpus=2, block=256, file_rows=1024) == WriteStage(dict(CPU_TASK), None, 256)
 
 
@@ -219,12 +222,12 @@ def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_
     assert s.rows == 320 and sum(sizes) == 320 and len(files) == 20 and set(sizes) == {16}
     # every row's decode was reported, batch by batch: 40 batches of 8 in 20 tasks
     assert s.steps["steps[0] decode_image"]["rows"] == 320
-    # the same files bigger than a block (8 rows): not read one per task, since the write,
-    # fused in, would write a whole file's rows at once; cut into blocks, files of a block
+    # the same files bigger than a block (8 rows): 20 files keep 4 CPUs busy, so each is
+    # read whole in a task, decoded and written in files of block_rows as its rows come
     s = run_job_dict(job | {"input": {"path": str(small), "id_column": "id", "block_rows": 8}}, overwrite=True)
-    assert "ReadParquet->MapBatches" not in _last_plan(ray_plans)
+    assert "[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)->Write]" in _last_plan(ray_plans)
     sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
-    assert s.rows == 320 and sum(sizes) == 320 and max(sizes) <= 8
+    assert s.rows == 320 and sum(sizes) == 320 and len(sizes) == 40 and set(sizes) == {8}
     s = run_job_dict(job | {"input": {"path": str(big), "id_column": "id"}}, overwrite=True)
     plan = _last_plan(ray_plans)
     assert "MapBatches(DecodeImageTask)->Write]" in plan and "ReadParquet->MapBatches" not in plan, plan
