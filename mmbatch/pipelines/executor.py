@@ -416,12 +416,12 @@ def read_source(
     rows = block_rows or inp.block_rows
     if scan is not None and fmt.reader is formats.read_parquet and scan.largest_file_rows > rows >= scan.largest_piece_rows:
         # files bigger than a block whose row groups are not: read in blocks of whole row groups
-        groups = sum(len(g) for g in scan.row_groups.values())
-        tasks = max(1, min(groups, -(-sum(map(sum, scan.row_groups.values())) // rows)))
+        groups = scan.row_groups.values()
+        tasks = _read_tasks(sum(map(len, groups)), sum(map(sum, groups)), rows)
         ds = formats.read_parquet_row_groups(files, io.arrow_filesystem(fs), inp.columns, scan.row_groups, tasks, CPU_TASK)
     elif fused and scan is not None:
         # small files a few per task; big ones (as many as the CPUs need) one per task
-        tasks = max(1, min(len(files), -(-scan.rows // rows))) if scan.largest_file_rows <= rows else len(files)
+        tasks = _read_tasks(len(files), scan.rows, rows) if scan.largest_file_rows <= rows else len(files)
         ds = formats.read_parquet(files, io.arrow_filesystem(fs), inp.columns, inp, tasks, CPU_TASK)
     else:
         ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns, inp)
@@ -440,6 +440,12 @@ def read_source(
         batch_size=None,
         **CPU_TASK,
     )
+
+
+def _read_tasks(pieces: int, rows: int, block: int) -> int:
+    """Read tasks of about ``block`` rows over ``rows`` rows in ``pieces`` that are not cut:
+    at least one, at most one per piece."""
+    return max(1, min(pieces, -(-rows // block)))
 
 
 @dataclass
@@ -594,6 +600,7 @@ def _make_sink(
 
         def write(self, blocks: Any, ctx: Any) -> dict[str, Any]:
             counts: dict[str, Any] = {"rows": 0, "errors": 0, "files": 0, "late": []}
+            fs, root = io.filesystem(out_path, storage_options)
             late: set[str] = set()
             pending: list[pa.Table] = []
             rows = 0
@@ -605,18 +612,18 @@ def _make_sink(
                 if split_rows and rows >= split_rows:  # files of split_rows rows; the rest waits
                     table = pa.concat_tables(pending, promote_options="permissive")
                     while table.num_rows >= split_rows:
-                        late |= self._write_unit([table.slice(0, split_rows)], counts)
+                        late |= self._write_unit([table.slice(0, split_rows)], fs, root, counts)
                         table = table.slice(split_rows)
                     pending, rows = [table], table.num_rows
             if rows:
-                late |= self._write_unit(pending, counts)
+                late |= self._write_unit(pending, fs, root, counts)
             counts["late"] = sorted(late)
             return counts
 
         @staticmethod
-        def _write_unit(tables: list[pa.Table], counts: dict[str, Any]) -> set[str]:
-            """Write ``tables`` as one unit (a rows/ and an errors/ file), add to ``counts``,
-            and return the columns that reached the writer only to be dropped."""
+        def _write_unit(tables: list[pa.Table], fs: Any, root: str, counts: dict[str, Any]) -> set[str]:
+            """Write ``tables`` as one unit (a rows/ and an errors/ file under ``root``), add
+            to ``counts``, and return the columns that reached the writer only to be dropped."""
             import pyarrow.compute as pc
 
             table = pa.concat_tables(tables, promote_options="permissive")
@@ -624,7 +631,6 @@ def _make_sink(
             table = _dropped(table, drop, drop_binary)
             table = table.drop_columns([n for n in table.column_names if is_tensor_type(table.schema.field(n).type)])
             late = before - set(table.column_names)
-            fs, root = io.filesystem(out_path, storage_options)
             failed = pc.is_valid(table.column(ERROR))
             parts = {
                 io.ROWS: table.filter(pc.invert(failed)).drop_columns([ERROR]),
