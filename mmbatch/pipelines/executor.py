@@ -279,7 +279,9 @@ class StepTask:
     def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
         self.planned, self.stats, self.id_column = planned, stats, id_column
 
-    def operator(self) -> tuple[AnyOperator, _Reporter, int]:
+    def operator(self) -> tuple[AnyOperator, _Reporter, float | None]:
+        """The operator, its reporter, and the seconds it took to build here (None: built by
+        an earlier task in this worker process)."""
         key = f"{self.planned.step.fingerprint}|prepare={self.planned.prepare}"
         if key in _TASK_OPS:
             _TASK_OPS.move_to_end(key)
@@ -287,26 +289,27 @@ class StepTask:
             if reporter.stats != self.stats:  # an operator kept from an earlier run: report to this one's
                 reporter = _Reporter(self.stats, self.planned.name, sent=op.stats)
                 _TASK_OPS[key] = (op, reporter)
-            return op, reporter, 0
+            return op, reporter, None
+        began = time.perf_counter()
         op = self.planned.build()
         op.unused = self.planned.drop & set(op.outputs())  # made here and read by nothing
         op.setup()
         _TASK_OPS[key] = (op, _Reporter(self.stats, self.planned.name))
         while len(_TASK_OPS) > _TASK_OPS_MAX:
             _TASK_OPS.popitem(last=False)
-        return op, _TASK_OPS[key][1], 1
+        return op, _TASK_OPS[key][1], time.perf_counter() - began
 
     def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
         """The stage's batches of ``table``, in turn: Ray Data hands a whole block to a stage
         that reads whole blocks (see :func:`add_steps`), one batch to the others."""
-        op, reporter, built = self.operator()
+        op, reporter, setup = self.operator()
         size = self.planned.batch_size
         for offset in range(0, table.num_rows, size) if table.num_rows else [0]:
             start = time.time()
             batch = table.slice(offset, size)
             out = _dropped(op(batch), self.planned.drop, self.planned.drop_binary)
-            reporter.report(op, io.unit_name(batch.column(self.id_column)), start, built)
-            built = 0
+            reporter.report(op, io.unit_name(batch.column(self.id_column)), start, int(setup is not None), setup or 0.0)
+            setup = None
             yield out
 
 

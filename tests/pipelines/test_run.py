@@ -119,6 +119,8 @@ def test_stateless_step_builds_its_operator_once_per_worker_process(tmp_path, ru
     decode = s.steps["steps[0] decode_image"]
     # 30 one-row batches (Ray unpickles the task's callable anew for each), a few processes
     assert decode["rows"] == 30 and 1 <= decode["builds"] == decode["workers"] < 30
+    # a task stage's set-up (its operator's build in a fresh worker) is reported as a model step's is
+    assert decode["setup"] > 0 and "worker set-up" in s.render().splitlines()[2]
 
 
 def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path, tiny_models, run_job_dict):
