@@ -67,7 +67,7 @@ class RunSummary:
             active = f", {s['rows'] / span:.2f} rows/s while active" if span > 0 else ""
             if "start" in s:
                 active += f" (+{s['start']:.1f} s to +{s['end']:.1f} s of the steps)"
-            if s.get("setup"):
+            if s.get("setup", 0.0) >= 0.05:  # a stage whose operator builds lazily, in its first batch, shows none
                 active += f", worker set-up {s['setup']:.1f} s"
             lines.append(
                 f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} errors born here, "
