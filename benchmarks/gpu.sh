@@ -20,9 +20,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 # ROW_GROUP_ROWS=128: the corpus files in row groups of 128 rows (read in row groups, fused with decoding)
 embed() { python3 "$here/embed.py" --device cuda --dtype float16 --batch-size 256 --workdir "$work/embed" \
             ${ROW_GROUP_ROWS:+--row-group-rows "$ROW_GROUP_ROWS"} "$@"; }
-echo "== embed: CLIP ViT-B/32, fp16, batch 256, $n_embed JPEGs"
+# each section's header says when it began (seconds into this script), to plan a call's time limit
+echo "== [$SECONDS s] embed: CLIP ViT-B/32, fp16, batch 256, $n_embed JPEGs"
 embed --n "$n_embed" --only "${EMBED_ONLY:-forward,chain,raydata,job,job-gpu-decode,job-4actors}"
-echo "== caption: BLIP-base, fp16, 20 new tokens, $n_caption JPEGs"
+echo "== [$SECONDS s] caption: BLIP-base, fp16, 20 new tokens, $n_caption JPEGs"
 python3 "$here/caption.py" --device cuda --dtype float16 --n "$n_caption" --batch-size 256 --workdir "$work/caption"
-echo "== embed: the same $n_embed JPEGs read $repeat times over (start-up weighs less)"
+echo "== [$SECONDS s] embed: the same $n_embed JPEGs read $repeat times over (start-up weighs less)"
 embed --n "$n_embed" --repeat "$repeat" --only "${EMBED_REPEAT_ONLY:-chain,job,job-gpu-decode}"
+echo "== [$SECONDS s] done"
