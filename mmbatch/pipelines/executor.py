@@ -355,14 +355,6 @@ def _prepare(
 # serially inside the model actor, which would then wait on it between batches.
 CPU_TASK: dict[str, Any] = {"max_calls": 0}
 
-# The write tasks that follow a model actor run in worker processes of their own: Ray reuses
-# a worker process only for tasks of the same runtime env, and these add an env var to the
-# job's (Ray merges the two, so a shipped package reaches them too). Otherwise Ray may run
-# the CPU stages' next task in a process that had only written, which then builds the
-# stage's operator anew: a prepare stage's processor imports, 16-20 s per fresh process on
-# the H100 machine, where the last 255 rows of 12,000 waited 10 s on such a build.
-WRITE_TASK: dict[str, Any] = {"runtime_env": {"env_vars": {"MMBATCH_WORKER": "write"}}}
-
 
 # Bytes per block: Ray Data's read tasks cut a file's rows into blocks of at most this size
 # as they read, so a big Parquet file streams instead of arriving as one block.
@@ -543,8 +535,8 @@ def write_stage(
     bundles nothing, so that Ray Data fuses it in too: each read task writes its files' rows,
     in files of ``file_rows`` rows as they come (a task that reads a whole big file).
 
-    After an actor or a GPU stage, which Ray Data cannot fuse into, write tasks of one CPU,
-    in worker processes of their own (:data:`WRITE_TASK`), bundle ``file_rows`` rows per file, at most one task per 8 CPUs of the cluster (as it is
+    After an actor or a GPU stage, which Ray Data cannot fuse into, write tasks of one CPU
+    bundle ``file_rows`` rows per file, at most one task per 8 CPUs of the cluster (as it is
     when the steps start), at least 2. Ray Data reserves an equal share of the CPUs for every
     stage it can bound, and an unbounded write stage holds its share idle: on 16 CPUs, 3
     that the decode tasks then lack. A write task is short next to the batches that feed it."""
@@ -555,7 +547,7 @@ def write_stage(
         if fused_read and all(_fusable(p) for p in planned):  # one task from the read to the write
             return WriteStage(remote_args(last), task_concurrency(last), None, file_rows)
         return WriteStage(remote_args(last), task_concurrency(last), block)
-    return WriteStage({"num_cpus": 1, **CPU_TASK, **WRITE_TASK}, max(2, int(cpus) // 8), file_rows)
+    return WriteStage({"num_cpus": 1, **CPU_TASK}, max(2, int(cpus) // 8), file_rows)
 
 
 # Input blocks per CPU of the cluster that the block size aims at: enough for every core to

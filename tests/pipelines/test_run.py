@@ -155,13 +155,7 @@ def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path
 
 
 def test_write_follows_the_last_stage():
-    from mmbatch.pipelines.executor import (
-        CPU_TASK,
-        WRITE_TASK,
-        WriteStage,
-        remote_args,
-        write_stage,
-    )
+    from mmbatch.pipelines.executor import CPU_TASK, WriteStage, remote_args, write_stage
 
     # after a CPU task stage: that stage's remote args and cap, so Ray Data fuses the write
     # into its tasks; files of one task's rows (about a block)
@@ -169,12 +163,10 @@ def test_write_follows_the_last_stage():
     w = write_stage([decode], cpus=16, block=192, file_rows=1024)
     assert (w.remote_args, w.concurrency, w.file_rows) == ({"num_cpus": 0.5, **CPU_TASK}, 3, 192)
     assert w.remote_args == remote_args(decode)
-    # after an actor (or a GPU task): its own one-CPU tasks, one per 8 CPUs, at least 2, in
-    # worker processes apart from the CPU stages' (a runtime env of their own)
+    # after an actor (or a GPU task): its own one-CPU tasks, one per 8 CPUs, at least 2
     embed = _planned(gpus=1, cpus=1)
     assert write_stage([decode, embed], cpus=16, block=192, file_rows=1024) == \
-        WriteStage({"num_cpus": 1, **CPU_TASK, **WRITE_TASK}, 2, 1024)
-    assert "runtime_env" in WRITE_TASK and "runtime_env" not in remote_args(decode)
+        WriteStage({"num_cpus": 1, **CPU_TASK}, 2, 1024)
     assert write_stage([decode, embed], cpus=64, block=192, file_rows=1024).concurrency == 8
     assert write_stage([_planned(gpus=0.5, step=0)], cpus=16, block=192, file_rows=1024).concurrency == 2
     # after a read fused into every stage: no bundling, so the read fuses in too, and a
