@@ -148,8 +148,9 @@ def raydata(args: argparse.Namespace) -> dict[str, Any]:
     model_dir, device, dtype, threads = str(args.model), args.device, args.dtype, args.threads
     np_dtype = np.float16 if dtype == "float16" else np.float32
 
+    proc = CLIPProcessor.from_pretrained(model_dir)  # built once, shipped with the function (as the docs' transforms are)
+
     def preprocess(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        proc = CLIPProcessor.from_pretrained(model_dir)
         images = [Image.open(io.BytesIO(b)).convert("RGB") for b in batch["image"]]
         pixels = proc(images=images, return_tensors="np")["pixel_values"].astype(np_dtype)
         return {"id": batch["id"], "pixel_values": pixels}
