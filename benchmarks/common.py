@@ -49,6 +49,11 @@ def photo_corpus(folder: Path, n: int, size: tuple[int, int] = (640, 480), shard
     return folder
 
 
+def row_groups_label(row_group_rows: int | None) -> str:
+    """How a corpus's Parquet files are laid out, for a benchmark's header line."""
+    return f"row groups of {row_group_rows} rows" if row_group_rows else "one row group each"
+
+
 def repeat_corpus(src: Path, times: int, row_group_rows: int | None = None) -> Path:
     """``src``'s Parquet shards ``times`` over, each copy's ids suffixed (``img-00000-r1``):
     a corpus ``times`` as big, with the same images, made in seconds (in row groups of

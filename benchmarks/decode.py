@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_contender_args, emit, machine, measure, photo_corpus, ray_init, run_contender  # noqa: E402
+from common import (  # noqa: E402
+    add_contender_args,
+    emit,
+    machine,
+    measure,
+    photo_corpus,
+    ray_init,
+    row_groups_label,
+    run_contender,
+)
 
 CONTENDERS = ("single", "raydata", "job")
 
@@ -89,7 +98,7 @@ def main() -> None:
     data = photo_corpus(work / f"jpegs-{args.n}-{args.shards}-{args.row_group_rows}", args.n, shards=args.shards,
                         row_group_rows=args.row_group_rows)
     common = ["--n", str(args.n), "--resize", str(args.resize), "--data", str(data), "--out", str(work / "out")]
-    groups = f"row groups of {args.row_group_rows} rows" if args.row_group_rows else "one row group each"
+    groups = row_groups_label(args.row_group_rows)
     print(f"machine: {machine()}; {args.n} JPEGs 640x480 in {args.shards} Parquet files ({groups}), "
           f"decoded to shorter side {args.resize}")
     got = {name: run_contender(__file__, name, common) for name in CONTENDERS}

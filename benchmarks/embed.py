@@ -50,6 +50,7 @@ from common import (  # noqa: E402
     print_summary,
     ray_init,
     repeat_corpus,
+    row_groups_label,
     run_contender,
 )
 
@@ -232,7 +233,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"model: CLIP ViT-B/32 (random weights), {args.dtype} on {args.device}, batch {args.batch_size}; "
           f"data: {args.n} synthetic 640x480 JPEGs (flat shapes, ~3 KB) in Parquet files of "
-          f"{f'row groups of {groups} rows' if groups else 'one row group each'}")
+          f"{row_groups_label(groups)}")
     got: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
         got[name] = run_contender(__file__, name, common)

@@ -32,6 +32,7 @@ from common import (  # noqa: E402
     machine,
     measure,
     photo_corpus,
+    row_groups_label,
     run_contender,
 )
 
@@ -72,7 +73,7 @@ def main() -> None:
         model = work / "clip-tiny"
         if not (model / "config.json").exists():
             build_tiny_clip(model)
-    groups = f"row groups of {args.row_group_rows} rows" if args.row_group_rows else "one row group each"
+    groups = row_groups_label(args.row_group_rows)
     print(f"machine: {machine()}; decode_image -> embed ({args.model} CLIP), 256x256 JPEGs in 8 Parquet files ({groups})")
     first = None
     for n in (int(x) for x in args.sizes.split(",")):

@@ -153,7 +153,7 @@ class ParquetRowGroups(Datasource):
                     for batch in pf.iter_batches(batch_size, row_groups=groups, columns=read):
                         table = pa.Table.from_batches([batch])
                         for name, value in values.items():
-                            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+                            table = table.append_column(name, pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
                         yield table
 
         return read
