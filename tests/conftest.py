@@ -6,6 +6,7 @@ Tests never reach a network: the hub is switched off before anything imports it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,34 @@ def ray_session() -> Any:
 
     DataContext.get_current().enable_progress_bars = False
     yield ray
+    reap_after_shutdown(ray)
+
+
+def reap_after_shutdown(ray: Any) -> None:
+    """``ray.shutdown()``, then end any process of this session's Ray that outlives it.
+
+    Ray 2.60's core worker can deadlock in its own exit handler (a futex in the pubsub
+    publisher's destructor): that worker then lives on, orphaned, holding its model. Its
+    PIDs are known before the shutdown (the Ray processes this process started, with their
+    descendants), so they are waited for and killed, and named on stderr."""
+    import psutil
+
+    started: list[psutil.Process] = []
+    for child in psutil.Process().children():
+        try:
+            if f"{os.sep}ray{os.sep}" in " ".join(child.cmdline()):  # gcs_server, raylet, Ray's monitors
+                started += [child, *child.children(recursive=True)]
+        except psutil.Error:
+            pass
     ray.shutdown()
+    _, alive = psutil.wait_procs(started, timeout=15)
+    for proc in alive:
+        try:
+            print(f"conftest: killing Ray process {proc.pid} ({proc.name()}) that outlived ray.shutdown()",
+                  file=sys.stderr)
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 @pytest.fixture(scope="session")
