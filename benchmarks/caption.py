@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--only", default="job,generate,loop",
+                    help="comma-separated contenders to run (without job: generate and loop at --batch-size)")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
@@ -141,17 +143,24 @@ def main() -> None:
               "--model", str(model), "--data", str(data), "--out", str(work / "out")]
     print(f"machine: {machine()}; BLIP-{args.arch} (random weights), {args.dtype} on {args.device}, "
           f"{args.tokens} new tokens, {args.n} JPEGs")
-    got = {"job": run_contender(__file__, "job", [*common, "--batch-size", str(args.batch_size)])}
-    chosen = got["job"]["batch"] or args.batch_size
-    got["generate"] = run_contender(__file__, "generate", [*common, "--batch-size", str(chosen)])
-    got["loop"] = run_contender(__file__, "loop", [*common, "--batch-size", str(chosen)])
+    names = [n for n in ("job", "generate", "loop") if n in args.only.split(",")]
+    got: dict[str, dict[str, Any]] = {}
+    if "job" in names:
+        got["job"] = run_contender(__file__, "job", [*common, "--batch-size", str(args.batch_size)])
+    chosen = (got["job"]["batch"] or args.batch_size) if "job" in got else args.batch_size
+    for name in (n for n in names if n != "job"):
+        got[name] = run_contender(__file__, name, [*common, "--batch-size", str(chosen)])
     for name, f in got.items():
         steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
         print(f"{name:9s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
         print_summary(f)
-    g = got["generate"]["img_s"]
-    print(f"job chose sub-batches of {chosen}; job / generate: wall {got['job']['img_s'] / g:.3f}, "
-          f"steady {got['job']['steady_img_s'] / g:.3f}; loop / generate {got['loop']['img_s'] / g:.3f}")
+    if "generate" in got:
+        g = got["generate"]["img_s"]
+        if "job" in got:
+            print(f"job chose sub-batches of {chosen}; job / generate: wall {got['job']['img_s'] / g:.3f}, "
+                  f"steady {got['job']['steady_img_s'] / g:.3f}")
+        if "loop" in got:
+            print(f"loop / generate {got['loop']['img_s'] / g:.3f}")
 
 
 if __name__ == "__main__":
