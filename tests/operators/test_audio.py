@@ -120,10 +120,11 @@ def test_a_long_file_is_refused_by_default_before_it_fills_memory():
 def test_faster_whisper_path_collects_only_the_decode_s_own_objects(monkeypatch):
     """faster_whisper.decode_audio ends each file with gc.collect(); decode_audio runs it
     with the heap from before the call frozen, so the collection walks the call's own
-    objects, not the whole worker's (a full walk made decode ~4x slower in Ray workers).
+    objects, not the whole worker's (a full walk made decode ~6x slower in Ray workers).
     The samples are faster-whisper's own, and the heap is unfrozen afterwards; a heap the
     process froze itself is left as it was."""
     import gc
+    import io
 
     import faster_whisper.audio
     from faster_whisper import decode_audio
@@ -137,7 +138,7 @@ def test_faster_whisper_path_collects_only_the_decode_s_own_objects(monkeypatch)
             return gc.collect()
 
     data = encode_audio(speech_like(1.0), 22_050, "mp3")
-    direct = decode_audio(__import__("io").BytesIO(data))
+    direct = decode_audio(io.BytesIO(data))
     monkeypatch.setattr(faster_whisper.audio, "gc", Spy)
     op = make_op("decode_audio", resampler="faster_whisper")
     out = op(pa.table({"audio": [data]}))
