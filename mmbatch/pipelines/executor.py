@@ -23,6 +23,7 @@ from mmbatch.core.columns import is_tensor_type
 from mmbatch.operators.base import ERROR, AnyOperator
 
 from . import formats, io
+from .heap import model_heap_env
 from .inputs import InputScan
 from .planning import JobRunError, PlannedStep
 from .progress import Progress
@@ -463,13 +464,16 @@ class _FullPaths:
 
 
 def remote_args(p: PlannedStep) -> dict[str, Any]:
-    """The Ray remote args of a stage's tasks or actors."""
+    """The Ray remote args of a stage's tasks or actors: actors on CPUs alone keep their
+    freed heap for the next batch (:mod:`mmbatch.pipelines.heap`)."""
     r = p.resources
     args: dict[str, Any] = {"num_cpus": r.cpus}
     if r.gpus:
         args["num_gpus"] = r.gpus
     if r.memory:
         args["memory"] = r.memory
+    if p.stateful and not r.gpus and (env := model_heap_env()):
+        args["runtime_env"] = {"env_vars": env}  # merged by Ray with the job's runtime env
     return args | ({} if p.stateful or r.gpus else CPU_TASK)
 
 
