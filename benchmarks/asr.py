@@ -8,6 +8,8 @@ decoding). Each contender runs in a fresh process:
 
 * loop         - the backend reading each file itself, one after another: faster-whisper's
                  ``WhisperModel.transcribe(path)``, or transformers' Whisper/CTC recipes;
+* loop-model-heap - the same loop with the C heap the job gives its model actors on CPUs
+                 (``mmbatch.pipelines.heap``): how much of the job's lead is that heap;
 * loop-batched - (ctranslate2) faster-whisper's ``BatchedInferencePipeline``, file by file;
 * job          - mmbatch ``decode_audio -> transcribe`` (with ctranslate2: ``batched: true``,
                  short clips of many files in one batch).
@@ -117,7 +119,7 @@ def loop(args: argparse.Namespace, batched: bool = False) -> dict[str, Any]:
                     ids = model.generate(**inputs, return_timestamps=True, max_new_tokens=args.max_new_tokens)
             texts[str(p)] = proc.batch_decode(ids, skip_special_tokens=True)[0].strip()
     wall = time.perf_counter() - t
-    (args.out / f"texts-{'batched' if batched else 'loop'}.json").write_text(json.dumps(texts))
+    (args.out / f"texts-{args.contender}.json").write_text(json.dumps(texts))
     return {"rtfx": args.audio_seconds / wall, "files": len(paths)}
 
 
@@ -164,7 +166,8 @@ def main() -> None:
     args = ap.parse_args()
     args.max_new_tokens = args.max_new_tokens or None
     if args.contender:
-        fn = {"loop": loop, "loop-batched": lambda a: loop(a, batched=True), "job": job}[args.contender]
+        fn = {"loop": loop, "loop-model-heap": loop, "loop-batched": lambda a: loop(a, batched=True),
+              "job": job}[args.contender]
         return emit(measure(lambda: fn(args)))
 
     from mmbatch.operators.audio import read_audio
@@ -185,13 +188,12 @@ def main() -> None:
               "--data", str(paths[0].parent), "--out", str(out), "--audio-seconds", str(seconds)]
     print(f"machine: {machine()}; {len(paths)} {args.speech} recordings, {seconds / 60:.1f} min of audio; "
           f"model {model} [{args.backend}], {args.threads} threads")
-    names = ["loop", "loop-batched", "job"] if args.backend == "ctranslate2" else ["loop", "job"]
-    got = {name: run_contender(__file__, name, common) for name in names}
-    texts = {name: json.loads((out / f"texts-{'batched' if name == 'loop-batched' else name}.json").read_text())
-             for name in names}
+    names = ["loop", "loop-model-heap", *(["loop-batched"] if args.backend == "ctranslate2" else []), "job"]
+    got = {name: run_contender(__file__, name, common, model_heap=name == "loop-model-heap") for name in names}
+    texts = {name: json.loads((out / f"texts-{name}.json").read_text()) for name in names}
     for name, f in got.items():
         steady = f" (steady {f['steady_rtfx']:.1f})" if "steady_rtfx" in f else ""
-        print(f"{name:13s} RTFx {f['rtfx']:8.2f}{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+        print(f"{name:15s} RTFx {f['rtfx']:8.2f}{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
         print_summary(f)
     base = got["loop"]["rtfx"]
     for name in names[1:]:

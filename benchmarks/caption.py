@@ -6,7 +6,8 @@ compute of the real model; ``--arch tiny`` for a quick run), N synthetic 640x480
 
 * job      - mmbatch ``decode_image -> caption`` (Ray start included); the summary says the
              sub-batch size the caption step settled on (largest that fits the device);
-* generate - ``model.generate`` alone on ready tensors at that batch size (the ceiling);
+* generate - ``model.generate`` alone on ready tensors at that batch size (the ceiling; on
+             a CPU with the C heap the job gives its model actors, ``mmbatch.pipelines.heap``);
 * loop     - a plain single-process loop: PIL decode -> processor -> generate.
 
 Figures only; nothing is asserted.
@@ -149,7 +150,8 @@ def main() -> None:
         got["job"] = run_contender(__file__, "job", [*common, "--batch-size", str(args.batch_size)])
     chosen = (got["job"]["batch"] or args.batch_size) if "job" in got else args.batch_size
     for name in (n for n in names if n != "job"):
-        got[name] = run_contender(__file__, name, [*common, "--batch-size", str(chosen)])
+        got[name] = run_contender(__file__, name, [*common, "--batch-size", str(chosen)],
+                                  model_heap=name == "generate" and args.device == "cpu")
     for name, f in got.items():
         steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
         print(f"{name:9s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmbatch.pipelines.heap import MODEL_HEAP
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -132,10 +134,17 @@ def measure(fn: Callable[[], dict[str, Any]], memory: TreeMemory | None = None) 
     return {"wall_s": wall, "peak_pss_mib": mem.peak_mib} | figures
 
 
-def run_contender(script: str, name: str, args: list[str], timeout: float = 3600) -> dict[str, Any]:
-    """Run ``script --contender name ARGS`` in a fresh process; its last output line is JSON."""
+def run_contender(
+    script: str, name: str, args: list[str], timeout: float = 3600, model_heap: bool = False,
+) -> dict[str, Any]:
+    """Run ``script --contender name ARGS`` in a fresh process; its last output line is JSON.
+
+    The process has glibc's default C heap, as a user's script (a job gives its model actors
+    on CPUs their own, :mod:`mmbatch.pipelines.heap`); with ``model_heap``, the heap of those
+    actors: for a model alone, the ceiling a job's model step is held against."""
+    env = {k: v for k, v in os.environ.items() if k not in MODEL_HEAP}
     cmd = [sys.executable, script, "--contender", name, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env | MODEL_HEAP if model_heap else env)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,7 +6,10 @@ read K times over, with distinct ids). Each contender runs in a fresh process (R
 included where it uses Ray) and reports images/s over the whole corpus, and end to end:
 over its whole run in that process, model load included:
 
-* forward  - ``get_image_features`` alone on ready pixel tensors (the ceiling);
+* forward  - ``get_image_features`` alone on ready pixel tensors (the ceiling), as many
+             batches in a row as the corpus makes: sustained, as long as the job's model step;
+             on a CPU with the C heap the job gives its model actors (``mmbatch.pipelines.heap``);
+* forward-glibc-heap - the same with glibc's default heap, as a plain script runs it;
 * chain    - one Python process: ``torchvision.io.decode_jpeg(device=...)`` + the processor
              on the device + the model (on CUDA: nvJPEG; the GPU-decode ceiling); images/s
              of its loop, the corpus in memory and the model loaded, and end to end;
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
 import tempfile
 import time
@@ -54,7 +56,10 @@ from common import (  # noqa: E402
     run_contender,
 )
 
-CONTENDERS = ("forward", "chain", "raydata", "loop", "job", "job-gpu-decode", "job-4actors")
+# distinct input batches the forward cycles through (8 x 32 x 3 x 224 x 224 float32: 154 MB)
+DISTINCT_INPUTS = 8
+
+CONTENDERS = ("forward", "forward-glibc-heap", "chain", "raydata", "loop", "job", "job-gpu-decode", "job-4actors")
 
 
 def _torch_dtype(name: str) -> Any:
@@ -78,29 +83,41 @@ def _blobs(data: Path) -> list[bytes]:
 
 
 def forward(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
+    """The model alone, sustained: as many batches as the corpus makes, in a row, over
+    ``DISTINCT_INPUTS`` distinct input tensors cycled (more than the caches hold), so it runs
+    as long as the job's model step and on memory as cold. A forward's cost does not depend
+    on the pixel values, so the inputs are random."""
     import torch
-    from transformers import CLIPProcessor
 
     model = _model(args)
-    proc = CLIPProcessor.from_pretrained(args.model)
-    from mmbatch.testing.images import synthetic_image
-
-    images = [np.asarray(synthetic_image(i, (640, 480))) for i in range(args.batch_size)]
-    pixels = proc(images=images, return_tensors="pt")["pixel_values"].to(args.device, _torch_dtype(args.dtype))
-    rates = []
+    gen = torch.Generator(device=args.device).manual_seed(0)
+    shape = (args.batch_size, 3, 224, 224)
+    inputs = [torch.randn(shape, generator=gen, device=args.device).to(_torch_dtype(args.dtype))
+              for _ in range(min(DISTINCT_INPUTS, -(-args.n // args.batch_size)))]
+    batches = -(-args.n // args.batch_size)
+    times = []
     with torch.inference_mode():
-        model.get_image_features(pixel_values=pixels)  # warm-up
-        for _ in range(3):
-            if args.device == "cuda":
-                torch.cuda.synchronize()
+        model.get_image_features(pixel_values=inputs[0])  # warm-up
+        _sync(args.device)
+        start = time.perf_counter()
+        for i in range(batches):
             t = time.perf_counter()
-            for _ in range(args.forward_batches):
-                model.get_image_features(pixel_values=pixels)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            rates.append(args.forward_batches * args.batch_size / (time.perf_counter() - t))
-    return {"img_s": statistics.median(rates), "note": f"median of 3 x {args.forward_batches} batches"}
+            model.get_image_features(pixel_values=inputs[i % len(inputs)])
+            _sync(args.device)
+            times.append(time.perf_counter() - t)
+        elapsed = time.perf_counter() - start
+    windows = [sum(times[i : i + 5]) for i in range(max(1, batches - 4))]  # 5 batches in a row
+    span = min(5, batches) * args.batch_size
+    return {"img_s": batches * args.batch_size / elapsed,
+            "note": f"{batches} batches in a row over {elapsed:.1f} s; any 5 of them in a row: "
+                    f"{span / max(windows):.1f} to {span / min(windows):.1f} img/s"}
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def chain(args: argparse.Namespace) -> dict[str, Any]:
@@ -195,7 +212,7 @@ def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) 
 
 
 def run_one(args: argparse.Namespace) -> None:
-    fn = {"forward": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
+    fn = {"forward": forward, "forward-glibc-heap": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
           "job-gpu-decode": lambda a: job(a, device_decode=True),
           "job-4actors": lambda a: job(a, device_decode=True, actors=4)}[args.contender]
     emit(measure(lambda: fn(args)))
@@ -208,7 +225,6 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the model (CPU)")
-    ap.add_argument("--forward-batches", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1, help="read the N images this many times over (distinct ids): "
                     "a bigger corpus, over which each contender's start-up weighs less")
     ap.add_argument("--row-group-rows", type=int, default=None,
@@ -228,7 +244,7 @@ def main() -> None:
                          groups)
     args.n *= args.repeat
     common = ["--n", str(args.n), "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size),
-              "--threads", str(args.threads), "--forward-batches", str(args.forward_batches),
+              "--threads", str(args.threads),
               "--model", str(model), "--data", str(data), "--out", str(work / "out")]
     print(f"machine: {machine()}")
     print(f"model: CLIP ViT-B/32 (random weights), {args.dtype} on {args.device}, batch {args.batch_size}; "
@@ -236,11 +252,13 @@ def main() -> None:
           f"{row_groups_label(groups)}")
     got: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
-        got[name] = run_contender(__file__, name, common)
+        got[name] = run_contender(__file__, name, common, model_heap=name == "forward" and args.device == "cpu")
         f = got[name]
         steady = f" (steady {f['steady_img_s']:.1f} img/s)" if "steady_img_s" in f else ""
-        e2e = f", end to end {args.n / f['wall_s']:.1f}" if name != "forward" else ""
+        e2e = f", end to end {args.n / f['wall_s']:.1f}" if not name.startswith("forward") else ""
         print(f"{name:15s} {f['img_s']:9.1f} img/s{steady}{e2e}   peak PSS {f['peak_pss_mib']:7.0f} MiB", flush=True)
+        if "note" in f:
+            print(f"    {f['note']}")
         print_summary(f)
     for base in ("forward", "chain", "raydata"):
         if base not in got:
@@ -254,10 +272,11 @@ def main() -> None:
     if "chain" in got:
         c = args.n / got["chain"]["wall_s"]
         ratios = ", ".join(f"{k} {args.n / v['wall_s'] / c:.3f}" for k, v in got.items()
-                           if k not in ("chain", "forward"))
+                           if k != "chain" and not k.startswith("forward"))
         print(f"end to end, ratio to the chain's: {ratios}")
-    if "job" in got and "forward" in got:
-        print(f"job steady state / forward: {got['job']['steady_img_s'] / got['forward']['img_s']:.3f}")
+    for base in ("forward", "forward-glibc-heap"):
+        if "job" in got and base in got:
+            print(f"job steady state / {base}: {got['job']['steady_img_s'] / got[base]['img_s']:.3f}")
 
 
 if __name__ == "__main__":
