@@ -90,11 +90,11 @@ def forward(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     model = _model(args)
+    batches = -(-args.n // args.batch_size)
     gen = torch.Generator(device=args.device).manual_seed(0)
     shape = (args.batch_size, 3, 224, 224)
     inputs = [torch.randn(shape, generator=gen, device=args.device).to(_torch_dtype(args.dtype))
-              for _ in range(min(DISTINCT_INPUTS, -(-args.n // args.batch_size)))]
-    batches = -(-args.n // args.batch_size)
+              for _ in range(min(DISTINCT_INPUTS, batches))]
     times = []
     with torch.inference_mode():
         model.get_image_features(pixel_values=inputs[0])  # warm-up

@@ -20,7 +20,6 @@ them. A variable already set where the job runs is left as it is."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 _NEVER = str(1 << 40)  # bytes: larger than any block or heap a worker has
 
@@ -31,7 +30,7 @@ MODEL_HEAP: dict[str, str] = {
 }
 
 
-def model_heap_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The variables of :data:`MODEL_HEAP` that ``environ`` (the driver's environment,
-    which a local cluster's workers inherit) does not set already."""
-    return {k: v for k, v in MODEL_HEAP.items() if k not in environ}
+def model_heap_env() -> dict[str, str]:
+    """The variables of :data:`MODEL_HEAP` that this (the driver's) environment, which a
+    local cluster's workers inherit, does not set already."""
+    return {k: v for k, v in MODEL_HEAP.items() if k not in os.environ}

@@ -29,7 +29,7 @@ def batches():
         for p, _ in blocks:
             libc.free(p)
 
-for i in range(2):  # the first 12: the heap grows
+for _ in range(2):  # the first 12: the heap grows
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = threading.Thread(target=batches)
     t.start()
