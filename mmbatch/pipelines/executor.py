@@ -8,14 +8,15 @@ Operators never see Ray; every Ray call for the steps is here (metric passes are
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -176,7 +177,7 @@ class _StepStats:
         self.workers.setdefault(label, set()).add(worker)
 
     def get(self, since: float | None = None) -> dict[str, dict[str, float]]:
-        """Per step: rows, errors, busy seconds summed over workers, builds, workers, and
+        """Per step: rows, batches, errors, busy seconds summed over workers, builds, workers, and
         ``span``: seconds from the start of its first batch to the end of its last; with
         ``since`` (the run's start, epoch seconds), ``start`` and ``end`` of that span after it."""
         out = {}
@@ -214,7 +215,7 @@ class _Reporter:
             k: v if k in MAX_STATS else v - self.sent.get(k, 0) for k, v in op.stats.items()
         }
         self.sent.update(op.stats)
-        delta |= {"first": start, "last": time.time()}
+        delta |= {"batches": 1, "first": start, "last": time.time()}
         if builds:
             delta["builds"] = builds
         if setup:
@@ -274,8 +275,8 @@ _TASK_OPS_MAX = 8
 
 
 class StepTask:
-    """A stateless stage run as Ray tasks (``DecodeImageTask``, ``EmbedPrepareTask``); the
-    operator is built once per worker process."""
+    """One stateless stage of a :class:`StepTasks` group, run in Ray tasks; its operator is
+    built once per worker process."""
 
     def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
         self.planned, self.stats, self.id_column = planned, stats, id_column
@@ -300,26 +301,77 @@ class StepTask:
             _TASK_OPS.popitem(last=False)
         return op, _TASK_OPS[key][1], time.perf_counter() - began
 
-    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
-        """The stage's batches of ``table``, in turn: Ray Data hands a whole block to a stage
-        that reads whole blocks (see :func:`add_steps`), one batch to the others."""
-        op, reporter, setup = self.operator()
-        size = self.planned.batch_size
-        for offset in range(0, table.num_rows, size) if table.num_rows else [0]:
+    def run(self, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        """The stage's outputs over ``tables``, in batches of its ``batch_size`` cut across
+        them (the last may be short); an input of no rows is run once, for its columns."""
+        batches = rebatch(tables, self.planned.batch_size)
+        first = next(batches, None)
+        if first is None:
+            return
+        op, reporter, setup = self.operator()  # once the stage before has given its first batch
+        for batch in itertools.chain([first], batches):
             start = time.time()
-            batch = table.slice(offset, size)
             out = _dropped(op(batch), self.planned.drop, self.planned.drop_binary)
             reporter.report(op, io.unit_name(batch.column(self.id_column)), start, int(setup is not None), setup or 0.0)
             setup = None
             yield out
 
 
-def worker_class(planned: PlannedStep) -> type[StepActor] | type[StepTask]:
-    """``StepActor``/``StepTask`` subclassed under the operator's name (``EmbedActor``)."""
-    base: type[StepActor] | type[StepTask] = StepActor if planned.stateful else StepTask
-    name = planned.step.operator_cls.__name__ + ("Prepare" if planned.prepare else "")
-    suffix = "Actor" if base is StepActor else "Task"
-    return type(f"{name}{suffix}", (base,), {"__module__": __name__})
+def rebatch(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
+    """``tables`` as batches of ``size`` rows, cut across them and in order (the last may
+    be short); if no rows come at all, the first table alone (for its columns)."""
+    pending: list[pa.Table] = []
+    rows, sent = 0, False
+    first: pa.Table | None = None
+    for table in tables:
+        first = table if first is None else first
+        if not table.num_rows:
+            continue
+        pending.append(table)
+        rows += table.num_rows
+        if rows >= size:
+            whole = pa.concat_tables(pending, promote_options="permissive")
+            cut = rows - rows % size
+            for offset in range(0, cut, size):
+                yield whole.slice(offset, size)
+            pending, rows, sent = ([whole.slice(cut)] if rows > cut else []), rows - cut, True
+    if rows:
+        yield pa.concat_tables(pending, promote_options="permissive")
+    elif not sent and first is not None:
+        yield first
+
+
+class StepTasks:
+    """Consecutive stateless stages run as one Ray Data stage of tasks
+    (``DecodeImage+EmbedPrepareTasks``): each block goes through them in turn, each stage
+    cutting what the one before gave into its own batches.
+
+    Ray Data would fuse such stages into one task too, but it re-forms blocks between them:
+    decoded pixels (0.9 MB a row) were cut at the 32 MiB block cap into 37-row blocks, which
+    the next stage batched one by one (32 + 5), and so the model actor after them ran
+    batches of 32, 5, 32, 24 rather than 32 throughout. Here a stage's output goes straight
+    into the next, so only the last stage's output is formed into blocks."""
+
+    def __init__(self, planned: list[PlannedStep], stats: Any, id_column: str) -> None:
+        self.stages = [StepTask(p, stats, id_column) for p in planned]
+
+    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
+        """The outputs of ``table`` (a whole block, or a bundle of batches) after every stage."""
+        tables: Iterable[pa.Table] = [table]
+        for stage in self.stages:
+            tables = stage.run(tables)
+        yield from tables
+
+
+W = TypeVar("W", StepActor, StepTasks)
+
+
+def worker_class(base: type[W], planned: list[PlannedStep]) -> type[W]:
+    """``base`` subclassed under the name of the operators it runs (``EmbedActor``,
+    ``DecodeImage+EmbedPrepareTasks``), which is what Ray's progress and dashboard show."""
+    names = "+".join(p.step.operator_cls.__name__ + ("Prepare" if p.prepare else "") for p in planned)
+    suffix = "Actor" if base is StepActor else "Tasks"
+    return type(f"{names}{suffix}", (base,), {"__module__": __name__})
 
 
 def _prepare(
@@ -486,28 +538,42 @@ def task_concurrency(p: PlannedStep) -> int | None:
     return None
 
 
+def stage_groups(planned: list[PlannedStep]) -> list[list[PlannedStep]]:
+    """The Ray Data stages of ``planned``, in order: each model step alone, each stateless
+    stage alone, except that consecutive uncapped one-CPU task stages (decoding, a model's
+    prepare stage) form one (:class:`StepTasks`)."""
+    groups: list[list[PlannedStep]] = []
+    for p in planned:
+        if groups and _fusable(p) and all(_fusable(q) for q in groups[-1]):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
+
+
 def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str, whole_blocks: bool = False) -> Any:
-    """One ``map_batches`` per stage; ``whole_blocks``: the first stages, as long as they
-    run as uncapped one-CPU tasks, take whole blocks and batch them themselves
-    (:func:`fuses_read`)."""
+    """One ``map_batches`` per stage group (:func:`stage_groups`); ``whole_blocks``: the
+    first group, if it runs as uncapped one-CPU tasks, takes whole blocks and batches them
+    itself (:func:`fuses_read`); another takes bundles of its largest batch size."""
     from ray.data import ActorPoolStrategy
 
-    for p in planned:
+    for group in stage_groups(planned):
+        p = group[0]
         r = p.resources
-        kwargs: dict[str, Any] = {"batch_size": p.batch_size, "batch_format": "pyarrow", **remote_args(p)}
-        cls = worker_class(p)
         whole_blocks = whole_blocks and _fusable(p)
+        kwargs: dict[str, Any] = {"batch_format": "pyarrow", **remote_args(p)}
         if p.stateful:
             lo, hi = r.pool
             overlap: dict[str, Any] = {}
             if r.gpus:  # two calls per actor: one batch's conversion and copies overlap the other's compute
                 overlap = {"max_concurrent_calls_per_actor": 2, "enable_true_multi_threading": True}
             pool = ActorPoolStrategy(min_size=lo, max_size=hi, **overlap)
-            ds = ds.map_batches(cls, fn_constructor_args=(p, stats, id_column), compute=pool, **kwargs)
+            ds = ds.map_batches(worker_class(StepActor, group), fn_constructor_args=(p, stats, id_column), compute=pool,
+                                batch_size=p.batch_size, **kwargs)
         else:
-            if whole_blocks:
-                kwargs["batch_size"] = None
-            ds = ds.map_batches(cls(p, stats, id_column), concurrency=task_concurrency(p), **kwargs)
+            size = None if whole_blocks else max(q.batch_size for q in group)
+            tasks = worker_class(StepTasks, group)(group, stats, id_column)
+            ds = ds.map_batches(tasks, concurrency=task_concurrency(p), batch_size=size, **kwargs)
     return ds
 
 

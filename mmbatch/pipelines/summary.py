@@ -63,6 +63,7 @@ class RunSummary:
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0
             batch = f", sub-batches of up to {int(s['batch'])} rows" if s.get("batch") else ""
+            batches = f" in {int(s['batches'])} batches" if s.get("batches") else ""
             span = s.get("span", 0.0)
             active = f", {s['rows'] / span:.2f} rows/s while active" if span > 0 else ""
             if "start" in s:
@@ -70,7 +71,7 @@ class RunSummary:
             if s.get("setup", 0.0) >= 0.05:  # a stage whose operator builds lazily, in its first batch, shows none
                 active += f", worker set-up {s['setup']:.1f} s"
             lines.append(
-                f"  {label}: {int(s['rows'])} rows, {int(s['errors'])} errors born here, "
+                f"  {label}: {int(s['rows'])} rows{batches}, {int(s['errors'])} errors born here, "
                 f"{rate:.2f} rows/s per worker-second{active}{batch}"
             )
         lines += [self._metric_line(m) for m in self.metrics]

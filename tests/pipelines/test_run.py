@@ -218,7 +218,7 @@ def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_
     job = {"steps": [{"op": "decode_image", "batch_size": 8}], "output": {"path": str(tmp_path / "out")}}
     # 320 rows on 4 CPUs: blocks of 16 rows (two batches), as big as each small file
     s = run_job_dict(job | {"input": {"path": str(small), "id_column": "id"}})
-    assert "[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)->Write]" in _last_plan(ray_plans)
+    assert "[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTasks)->Write]" in _last_plan(ray_plans)
     files = sorted((tmp_path / "out" / "rows").glob("*.parquet"))
     sizes = [pq.read_metadata(f).num_rows for f in files]
     assert s.rows == 320 and sum(sizes) == 320 and len(files) == 20 and set(sizes) == {16}
@@ -227,17 +227,17 @@ def test_decode_only_job_reads_decodes_and_writes_in_one_task(tmp_path, run_job_
     # the same files bigger than a block (8 rows): 20 files keep 4 CPUs busy, so each is
     # read whole in a task, decoded and written in files of block_rows as its rows come
     s = run_job_dict(job | {"input": {"path": str(small), "id_column": "id", "block_rows": 8}}, overwrite=True)
-    assert "[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)->Write]" in _last_plan(ray_plans)
+    assert "[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTasks)->Write]" in _last_plan(ray_plans)
     sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
     assert s.rows == 320 and sum(sizes) == 320 and len(sizes) == 40 and set(sizes) == {8}
     s = run_job_dict(job | {"input": {"path": str(big), "id_column": "id"}}, overwrite=True)
     plan = _last_plan(ray_plans)
-    assert "MapBatches(DecodeImageTask)->Write]" in plan and "ReadParquet->MapBatches" not in plan, plan
+    assert "MapBatches(DecodeImageTasks)->Write]" in plan and "ReadParquet->MapBatches" not in plan, plan
     sizes = [pq.read_metadata(f).num_rows for f in (tmp_path / "out" / "rows").glob("*.parquet")]
     # one file cut into blocks of 16 rows, a file per task of a block or so, not one 320-row file
     assert s.rows == 315 and s.errors == len(bad) == 5 and sum(sizes) == 315 and len(sizes) >= 4 and max(sizes) < 160
     s = run_job_dict(job | {"input": {"path": str(grouped.parent), "id_column": "id"}}, overwrite=True)
-    assert "[ReadParquetRowGroups->MapBatches(_prepare)->MapBatches(DecodeImageTask)->Write]" in _last_plan(ray_plans)
+    assert "[ReadParquetRowGroups->MapBatches(_prepare)->MapBatches(DecodeImageTasks)->Write]" in _last_plan(ray_plans)
     rows, errors = (read(tmp_path / "out" / sub) for sub in ("rows", "errors"))
     assert sorted(errors.column("id").to_pylist()) == sorted(bad)
     assert rows.num_rows == s.rows == 315 and len(set(rows.column("id").to_pylist())) == 315
@@ -269,7 +269,7 @@ def test_fused_read_gives_the_rows_and_errors_of_the_staged_one(tmp_path, tiny_m
     e2 = np.array(rows2.column("image_embedding").to_pylist(), dtype=np.float32)
     for args in ((1, "fused"), (1, "fused-files", 8)):
         s1, plan1, rows1, errors1 = run(*args)
-        assert "ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImageTask)" in plan1, plan1
+        assert "ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImage+EmbedPrepareTasks)" in plan1, plan1
         assert "Repartition" not in plan1, plan1
         assert s1.rows == s2.rows == 315 and s1.errors == s2.errors == len(bad) == 5
         assert errors1.column("id").to_pylist() == errors2.column("id").to_pylist() == sorted(bad)

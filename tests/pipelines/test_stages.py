@@ -1,0 +1,57 @@
+"""Stage groups: consecutive stateless CPU stages run as one Ray Data stage, each batch going
+straight from one to the next, so a model step after them gets whole batches."""
+
+import pyarrow as pa
+
+from mmbatch.pipelines.executor import rebatch, stage_groups
+from mmbatch.testing.images import write_image_parquet
+
+from .test_run import _planned
+
+
+def _ids(start: int, n: int) -> pa.Table:
+    return pa.table({"id": list(range(start, start + n))})
+
+
+def test_rebatch_cuts_batches_across_tables_in_order():
+    # the blocks Ray Data cut decoded 640x480 pixels into at its 32 MiB block cap
+    tables = [_ids(0, 37), _ids(37, 37), _ids(74, 51)]
+    batches = list(rebatch(tables, 32))
+    assert [b.num_rows for b in batches] == [32, 32, 32, 29]
+    assert pa.concat_tables(batches).column("id").to_pylist() == list(range(125))
+    # empty tables in between are skipped; the rows still come out in order
+    batches = list(rebatch([_ids(0, 0), _ids(0, 5), _ids(5, 0), _ids(5, 3)], 4))
+    assert [b.column("id").to_pylist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # no rows at all: the first (empty) table, once, so that the stage still gives its columns
+    (only,) = rebatch([_ids(0, 0), _ids(0, 0)], 8)
+    assert only.num_rows == 0 and only.column_names == ["id"]
+    assert list(rebatch([], 8)) == []
+
+
+def test_consecutive_cpu_task_stages_form_one_group():
+    decode, embed = _planned(step=0), _planned(step=1)
+    prepare = _planned(step=1)
+    prepare.prepare = True
+    capped = _planned(cpus=0.5, concurrency=3, step=0)
+    assert stage_groups([decode, prepare, embed]) == [[decode, prepare], [embed]]
+    # a stage with other resources or a cap stays apart (Ray Data would not fuse it either)
+    assert stage_groups([capped, prepare, embed]) == [[capped], [prepare], [embed]]
+    assert stage_groups([embed, decode, prepare]) == [[embed], [decode, prepare]]
+
+
+def test_model_step_gets_whole_batches_when_decoded_rows_are_big(tmp_path, tiny_models, run_job_dict):
+    """3 files of 16 photos of 1280x960 (3.7 MB a row decoded), batch 16: one block per file.
+    Ray Data cuts a block of decoded rows at its 32 MiB cap (9 + 7 rows); with decoding and
+    the embed's prepare stage in one group, the pixels go straight from one to the other, and
+    both the prepare stage and the model run 3 batches of 16, not 6 of 9 and 7."""
+    write_image_parquet(tmp_path / "data", 48, size=(1280, 960), shards=3)
+    s = run_job_dict({
+        "input": {"path": str(tmp_path / "data"), "id_column": "id"},
+        "steps": [{"op": "decode_image", "batch_size": 16},
+                  {"op": "embed", "model": str(tiny_models("clip")), "batch_size": 16}],
+    })
+    assert s.rows == 48 and s.errors == 0
+    prepare, embed = s.steps["steps[1] embed: prepare"], s.steps["steps[1] embed"]
+    assert prepare["rows"] == embed["rows"] == 48
+    assert prepare["batches"] == embed["batches"] == 3
+    assert "steps[1] embed: 48 rows in 3 batches," in s.render()
