@@ -402,13 +402,6 @@ def _prepare(
     return table
 
 
-# ``max_calls=0`` is Ray's default for CPU tasks. Stating it makes the remote args of the
-# CPU task steps (reading, decoding) differ from the model actors', and Ray Data fuses two
-# steps only when those are equal: so decoding stays in parallel tasks instead of running
-# serially inside the model actor, which would then wait on it between batches.
-CPU_TASK: dict[str, Any] = {"max_calls": 0}
-
-
 # Bytes per block: Ray Data's read tasks cut a file's rows into blocks of at most this size
 # as they read, so a big Parquet file streams instead of arriving as one block.
 BLOCK_BYTES = 32 * 1024 * 1024
@@ -417,7 +410,7 @@ BLOCK_BYTES = 32 * 1024 * 1024
 def _fusable(p: PlannedStep) -> bool:
     """A stage run as uncapped one-CPU tasks: Ray Data can fuse it with a read or the CPU
     stages around it that run so too."""
-    return not p.stateful and remote_args(p) == {"num_cpus": 1, **CPU_TASK} and task_concurrency(p) is None
+    return not p.stateful and remote_args(p) == {"num_cpus": 1} and task_concurrency(p) is None
 
 
 def fuses_read(job: Job, scan: InputScan, planned: list[PlannedStep], block: int, cpus: float = 1.0) -> bool:
@@ -474,11 +467,11 @@ def read_source(
         # files bigger than a block whose row groups are not: read in blocks of whole row groups
         groups = scan.row_groups.values()
         tasks = _read_tasks(sum(map(len, groups)), sum(map(sum, groups)), rows)
-        ds = formats.read_parquet_row_groups(files, io.arrow_filesystem(fs), inp.columns, scan.row_groups, tasks, CPU_TASK)
+        ds = formats.read_parquet_row_groups(files, io.arrow_filesystem(fs), inp.columns, scan.row_groups, tasks, {})
     elif fused and scan is not None:
         # small files a few per task; big ones (as many as the CPUs need) one per task
         tasks = _read_tasks(len(files), scan.rows, rows) if scan.largest_file_rows <= rows else len(files)
-        ds = formats.read_parquet(files, io.arrow_filesystem(fs), inp.columns, inp, tasks, CPU_TASK)
+        ds = formats.read_parquet(files, io.arrow_filesystem(fs), inp.columns, inp, tasks)
     else:
         ds = fmt.reader(files, io.arrow_filesystem(fs), inp.columns, inp)
     if fmt.file_column is not None and not io.is_local(fs):
@@ -494,7 +487,6 @@ def read_source(
         fn_args=(inp.id_column, fmt.file_column, pa.array(list(done)) if done else None,
                  scan.duplicates if scan else None),
         batch_size=None,
-        **CPU_TASK,
     )
 
 
@@ -526,7 +518,7 @@ def remote_args(p: PlannedStep) -> dict[str, Any]:
         args["memory"] = r.memory
     if p.stateful and not r.gpus and (env := model_heap_env()):
         args["runtime_env"] = {"env_vars": env}  # merged by Ray with the job's runtime env
-    return args | ({} if p.stateful or r.gpus else CPU_TASK)
+    return args
 
 
 def task_concurrency(p: PlannedStep) -> int | None:
@@ -554,15 +546,25 @@ def stage_groups(planned: list[PlannedStep]) -> list[list[PlannedStep]]:
 def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str, whole_blocks: bool = False) -> Any:
     """One ``map_batches`` per stage group (:func:`stage_groups`); ``whole_blocks``: the
     first group, if it runs as uncapped one-CPU tasks, takes whole blocks and batches them
-    itself (:func:`fuses_read`); another takes bundles of its largest batch size."""
+    itself (:func:`fuses_read`); another takes bundles of its largest batch size.
+
+    A model step after CPU tasks (a stage group, or the read) gets blocks of its batch size:
+    Ray Data's ``repartition(target_num_rows_per_block=...)``, which it fuses into the tasks
+    before when they run as these do. Ray Data cuts blocks at its byte cap instead (32 MiB
+    here), and a model batch bigger than that, or not a whole number of such blocks (256
+    fp16 CLIP inputs of 224 px: 77 MB), would run as a batch and a remainder. The same
+    repartition keeps those tasks from being fused into the model's actors."""
     from ray.data import ActorPoolStrategy
 
+    after_tasks = True  # the read's tasks, to begin with
     for group in stage_groups(planned):
         p = group[0]
         r = p.resources
         whole_blocks = whole_blocks and _fusable(p)
         kwargs: dict[str, Any] = {"batch_format": "pyarrow", **remote_args(p)}
         if p.stateful:
+            if after_tasks:
+                ds = ds.repartition(target_num_rows_per_block=p.batch_size)
             lo, hi = r.pool
             overlap: dict[str, Any] = {}
             if r.gpus:  # two calls per actor: one batch's conversion and copies overlap the other's compute
@@ -574,6 +576,7 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str, w
             size = None if whole_blocks else max(q.batch_size for q in group)
             tasks = worker_class(StepTasks, group)(group, stats, id_column)
             ds = ds.map_batches(tasks, concurrency=task_concurrency(p), batch_size=size, **kwargs)
+        after_tasks = not p.stateful
     return ds
 
 
@@ -612,12 +615,12 @@ def write_stage(
     that the decode tasks then lack. A write task is short next to the batches that feed it."""
     last = planned[-1] if planned else None
     if last is None:  # no steps: the write follows the input's own CPU tasks
-        return WriteStage(dict(CPU_TASK), None, block)
+        return WriteStage({}, None, block)
     if not last.stateful and not last.resources.gpus:
         if fused_read and all(_fusable(p) for p in planned):  # one task from the read to the write
             return WriteStage(remote_args(last), task_concurrency(last), None, file_rows)
         return WriteStage(remote_args(last), task_concurrency(last), block)
-    return WriteStage({"num_cpus": 1, **CPU_TASK}, max(2, int(cpus) // 8), file_rows)
+    return WriteStage({"num_cpus": 1}, max(2, int(cpus) // 8), file_rows)
 
 
 # Input blocks per CPU of the cluster that the block size aims at: enough for every core to

@@ -14,7 +14,7 @@ from mmbatch.core.metric import AnyMetric, build_metric, check_requirements
 from mmbatch.operators.base import ERROR
 
 from . import io
-from .executor import CPU_TASK, read_source
+from .executor import read_source
 from .spec import Job
 
 METRICS_SCHEMA = pa.schema([
@@ -98,7 +98,7 @@ def _pass_states(ds: Any, metric: AnyMetric, pass_index: int, broadcast: Any, co
         mapped = ds.map_batches(MetricPass, fn_constructor_args=args,
                                 compute=ActorPoolStrategy(min_size=lo, max_size=hi), **kwargs)  # fmt: skip
     else:
-        mapped = ds.map_batches(MetricPass(*args), **kwargs, **CPU_TASK)
+        mapped = ds.map_batches(MetricPass(*args), **kwargs)
     return [pickle.loads(s["state"]) for s in mapped.take_all()]
 
 

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from mmbatch.pipelines.executor import CPU_TASK, remote_args
+from mmbatch.pipelines.executor import remote_args
 from mmbatch.pipelines.heap import MODEL_HEAP, model_heap_env
 from tests.pipelines.test_run import _planned
 
@@ -60,7 +60,7 @@ def test_only_actors_on_cpus_get_the_model_heap(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     assert remote_args(_planned(cpus=2)) == {"num_cpus": 2, "runtime_env": {"env_vars": MODEL_HEAP}}
     assert remote_args(_planned(gpus=1, cpus=1)) == {"num_cpus": 1, "num_gpus": 1}
-    assert remote_args(_planned(cpus=1, step=0)) == {"num_cpus": 1, **CPU_TASK}  # decode_image: tasks
+    assert remote_args(_planned(cpus=1, step=0)) == {"num_cpus": 1}  # decode_image: tasks
     # a variable set where the job runs is the user's choice: left as it is
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert model_heap_env() == {k: v for k, v in MODEL_HEAP.items() if k != "MALLOC_ARENA_MAX"}

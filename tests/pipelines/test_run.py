@@ -155,18 +155,18 @@ def test_one_big_file_streams_in_blocks_and_transient_columns_die_early(tmp_path
 
 
 def test_write_follows_the_last_stage():
-    from mmbatch.pipelines.executor import CPU_TASK, WriteStage, remote_args, write_stage
+    from mmbatch.pipelines.executor import WriteStage, remote_args, write_stage
 
     # after a CPU task stage: that stage's remote args and cap, so Ray Data fuses the write
     # into its tasks; files of one task's rows (about a block)
     decode = _planned(cpus=0.5, concurrency=3, step=0)
     w = write_stage([decode], cpus=16, block=192, file_rows=1024)
-    assert (w.remote_args, w.concurrency, w.file_rows) == ({"num_cpus": 0.5, **CPU_TASK}, 3, 192)
+    assert (w.remote_args, w.concurrency, w.file_rows) == ({"num_cpus": 0.5}, 3, 192)
     assert w.remote_args == remote_args(decode)
     # after an actor (or a GPU task): its own one-CPU tasks, one per 8 CPUs, at least 2
     embed = _planned(gpus=1, cpus=1)
     assert write_stage([decode, embed], cpus=16, block=192, file_rows=1024) == \
-        WriteStage({"num_cpus": 1, **CPU_TASK}, 2, 1024)
+        WriteStage({"num_cpus": 1}, 2, 1024)
     assert write_stage([decode, embed], cpus=64, block=192, file_rows=1024).concurrency == 8
     assert write_stage([_planned(gpus=0.5, step=0)], cpus=16, block=192, file_rows=1024).concurrency == 2
     # after a read fused into every stage: no bundling, so the read fuses in too, and a
@@ -176,7 +176,7 @@ def test_write_follows_the_last_stage():
     assert (w.file_rows, w.split_rows) == (None, 1024)
     w = write_stage([one_cpu, decode], cpus=16, block=192, file_rows=1024, fused_read=True)
     assert (w.file_rows, w.split_rows) == (192, None)
-    assert write_stage([], cpus=2, block=256, file_rows=1024) == WriteStage(dict(CPU_TASK), None, 256)
+    assert write_stage([], cpus=2, block=256, file_rows=1024) == WriteStage({}, None, 256)
 
 
 @pytest.fixture
@@ -265,12 +265,13 @@ def test_fused_read_gives_the_rows_and_errors_of_the_staged_one(tmp_path, tiny_m
         return s, _last_plan(ray_plans), rows.sort_by("id"), errors.sort_by("id")
 
     s2, plan2, rows2, errors2 = run(0.5, "staged")
-    assert "TaskPoolMapOperator[ReadParquet]" in plan2, plan2
+    assert "TaskPoolMapOperator[MapBatches(DecodeImageTasks)] -> " in plan2, plan2
     e2 = np.array(rows2.column("image_embedding").to_pylist(), dtype=np.float32)
     for args in ((1, "fused"), (1, "fused-files", 8)):
         s1, plan1, rows1, errors1 = run(*args)
-        assert "ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImage+EmbedPrepareTasks)" in plan1, plan1
-        assert "Repartition" not in plan1, plan1
+        # one task from the read to the model's input, cut into blocks of its batch size
+        assert ("[ReadParquet->MapBatches(_prepare)->MapBatches(DecodeImage+EmbedPrepareTasks)->"
+                "StreamingRepartition[num_rows_per_block=8,strict=False]] -> ActorPoolMapOperator") in plan1, plan1
         assert s1.rows == s2.rows == 315 and s1.errors == s2.errors == len(bad) == 5
         assert errors1.column("id").to_pylist() == errors2.column("id").to_pylist() == sorted(bad)
         assert errors1.column("error").to_pylist() == errors2.column("error").to_pylist()

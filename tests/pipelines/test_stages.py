@@ -55,3 +55,21 @@ def test_model_step_gets_whole_batches_when_decoded_rows_are_big(tmp_path, tiny_
     assert prepare["rows"] == embed["rows"] == 48
     assert prepare["batches"] == embed["batches"] == 3
     assert "steps[1] embed: 48 rows in 3 batches," in s.render()
+
+
+def test_model_batches_bigger_than_the_block_cap_stay_whole(tmp_path, run_job_dict):
+    """2 files of 192 photos, decoded in batches of 192 and prepared for a CLIP of 224 px in
+    batches of 96 (602 KB a row: 58 MB a batch). Ray Data cuts a task's output at its block
+    cap (56, 56 and 80 rows); re-formed into blocks of the model's batch, the model runs 4
+    batches of 96 and not 6."""
+    from mmbatch.testing.vision import build_tiny_clip
+
+    clip = build_tiny_clip(tmp_path / "clip224", image_size=224, patch_size=32, hidden_size=16, num_layers=1)
+    write_image_parquet(tmp_path / "data", 384, size=(224, 224), shards=2)
+    s = run_job_dict({
+        "input": {"path": str(tmp_path / "data"), "id_column": "id"},
+        "steps": [{"op": "decode_image", "batch_size": 192},
+                  {"op": "embed", "model": str(clip), "batch_size": 96}],
+    })
+    assert s.rows == 384 and s.errors == 0
+    assert s.steps["steps[1] embed: prepare"]["batches"] == s.steps["steps[1] embed"]["batches"] == 4
