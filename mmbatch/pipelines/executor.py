@@ -549,22 +549,25 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str, w
     itself (:func:`fuses_read`); another takes bundles of its largest batch size.
 
     A model step after CPU tasks (a stage group, or the read) gets blocks of its batch size:
-    Ray Data's ``repartition(target_num_rows_per_block=...)``, which it fuses into the tasks
-    before when they run as these do. Ray Data cuts blocks at its byte cap instead (32 MiB
-    here), and a model batch bigger than that, or not a whole number of such blocks (256
-    fp16 CLIP inputs of 224 px: 77 MB), would run as a batch and a remainder. The same
-    repartition keeps those tasks from being fused into the model's actors."""
+    Ray Data's ``repartition(target_num_rows_per_block=...)``, which Ray Data fuses into the
+    tasks before it when they run as these do. Ray Data cuts blocks at its byte cap instead
+    (32 MiB here), and a model batch bigger than that, or not a whole number of such blocks
+    (256 fp16 CLIP inputs of 224 px: 77 MB), would run as a batch and a remainder. Where the
+    group before takes bundles of the model's batch size (its own batch sizes divide it),
+    the repartition is strict: Ray Data then cuts its input across blocks into exact model
+    batches (files read a few per block, 60 clips in blocks of 5, gave batches of 16 and 4).
+    The repartition also keeps those tasks from being fused into the model's actors."""
     from ray.data import ActorPoolStrategy
 
-    after_tasks = True  # the read's tasks, to begin with
-    for group in stage_groups(planned):
+    groups = stage_groups(planned)
+    if groups and groups[0][0].stateful:  # the model takes the read's blocks
+        ds = ds.repartition(target_num_rows_per_block=groups[0][0].batch_size)
+    for group, after in zip(groups, [*groups[1:], None], strict=True):
         p = group[0]
         r = p.resources
         whole_blocks = whole_blocks and _fusable(p)
         kwargs: dict[str, Any] = {"batch_format": "pyarrow", **remote_args(p)}
         if p.stateful:
-            if after_tasks:
-                ds = ds.repartition(target_num_rows_per_block=p.batch_size)
             lo, hi = r.pool
             overlap: dict[str, Any] = {}
             if r.gpus:  # two calls per actor: one batch's conversion and copies overlap the other's compute
@@ -572,11 +575,14 @@ def add_steps(ds: Any, planned: list[PlannedStep], stats: Any, id_column: str, w
             pool = ActorPoolStrategy(min_size=lo, max_size=hi, **overlap)
             ds = ds.map_batches(worker_class(StepActor, group), fn_constructor_args=(p, stats, id_column), compute=pool,
                                 batch_size=p.batch_size, **kwargs)
-        else:
-            size = None if whole_blocks else max(q.batch_size for q in group)
-            tasks = worker_class(StepTasks, group)(group, stats, id_column)
-            ds = ds.map_batches(tasks, concurrency=task_concurrency(p), batch_size=size, **kwargs)
-        after_tasks = not p.stateful
+            continue
+        size = None if whole_blocks else max(q.batch_size for q in group)
+        model = after[0].batch_size if after and after[0].stateful else None
+        strict = size is not None and model is not None and all(model % q.batch_size == 0 for q in group)
+        tasks = worker_class(StepTasks, group)(group, stats, id_column)
+        ds = ds.map_batches(tasks, concurrency=task_concurrency(p), batch_size=model if strict else size, **kwargs)
+        if model is not None:
+            ds = ds.repartition(target_num_rows_per_block=model, strict=strict)
     return ds
 
 

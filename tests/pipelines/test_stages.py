@@ -6,7 +6,7 @@ import pyarrow as pa
 from mmbatch.pipelines.executor import rebatch, stage_groups
 from mmbatch.testing.images import write_image_parquet
 
-from .test_run import _planned
+from .test_run import _last_plan, _planned
 
 
 def _ids(start: int, n: int) -> pa.Table:
@@ -73,3 +73,26 @@ def test_model_batches_bigger_than_the_block_cap_stay_whole(tmp_path, run_job_di
     })
     assert s.rows == 384 and s.errors == 0
     assert s.steps["steps[1] embed: prepare"]["batches"] == s.steps["steps[1] embed"]["batches"] == 4
+
+
+def test_model_gets_exact_batches_from_files_read_a_few_per_block(tmp_path, tiny_models, run_job_dict, ray_plans):
+    """60 audio files, which Ray Data reads a few per block, in blocks that need not be whole
+    batches (5 rows each on 2 CPUs, where the bulk ASR benchmark's transcribe step ran 16 + 4
+    rows per two blocks; 8 here); decode in batches of 8, transcribe in batches of 16: the
+    decode tasks take bundles of 16 rows, and the repartition after them is strict and fused
+    into them, so Ray Data cuts their input across blocks into exact model batches."""
+    from mmbatch.testing.audio import write_audio_folder
+
+    write_audio_folder(tmp_path / "audio", 60, formats=("wav",), durations=(0.3, 0.6))
+    s = run_job_dict({
+        "input": {"path": str(tmp_path / "audio"), "format": "audio", "id_column": "path"},
+        "steps": [{"op": "decode_audio", "batch_size": 8},
+                  {"op": "transcribe", "model": str(tiny_models("whisper_ct2")), "backend": "ctranslate2",
+                   "batched": True, "max_new_tokens": 2, "batch_size": 16}],
+        "output": {"path": str(tmp_path / "out"), "drop": ["audio"]},
+    })
+    assert s.rows == 60 and s.errors == 0
+    assert "MapBatches(DecodeAudioTasks)->StreamingRepartition[num_rows_per_block=16,strict=True]] -> " \
+        "ActorPoolMapOperator[MapBatches(TranscribeActor)]" in _last_plan(ray_plans)
+    assert s.steps["steps[0] decode_audio"]["batches"] == 8
+    assert s.steps["steps[1] transcribe"]["batches"] == 4
