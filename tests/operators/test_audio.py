@@ -150,6 +150,8 @@ def test_faster_whisper_path_collects_only_the_decode_s_own_objects(monkeypatch)
     try:
         frozen = gc.get_freeze_count()
         op(pa.table({"audio": [data]}))
-        assert seen[-1] == frozen and gc.get_freeze_count() == frozen
+        # neither unfrozen (0) nor frozen anew (more: the call's own objects); a thread of the
+        # test process (Ray's) may free a few frozen objects meanwhile, hence the small slack
+        assert frozen - 50 <= seen[-1] <= frozen and frozen - 50 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
