@@ -63,7 +63,8 @@ class RunSummary:
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0
             batch = f", sub-batches of up to {int(s['batch'])} rows" if s.get("batch") else ""
-            batches = f" in {int(s['batches'])} batches" if s.get("batches") else ""
+            n = int(s.get("batches", 0))
+            batches = f" in {n} batch{'' if n == 1 else 'es'}" if n else ""
             span = s.get("span", 0.0)
             active = f", {s['rows'] / span:.2f} rows/s while active" if span > 0 else ""
             if "start" in s:
