@@ -1,6 +1,7 @@
 """The Ray Data adapter for a job's steps: read -> prepare (id, error column, resume filter)
--> one ``map_batches`` per step (actor pools for model steps, tasks for stateless ones) ->
-a datasink that writes ``rows/`` and ``errors/`` in one pass and counts both.
+-> one ``map_batches`` per model step (an actor pool, fed blocks of its batch size) and one
+per run of consecutive stateless steps (tasks) -> a datasink that writes ``rows/`` and
+``errors/`` in one pass and counts both.
 
 Operators never see Ray; every Ray call for the steps is here (metric passes are in
 :mod:`mmbatch.pipelines.metric_passes`).
