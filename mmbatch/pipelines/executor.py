@@ -9,20 +9,17 @@ Operators never see Ray; every Ray call for the steps is here (metric passes are
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 
 from mmbatch.core.columns import is_tensor_type
-from mmbatch.operators.base import ERROR, AnyOperator
+from mmbatch.operators.base import ERROR
 
 from . import formats, io
 from .heap import model_heap_env
@@ -30,6 +27,8 @@ from .inputs import InputScan
 from .planning import JobRunError, PlannedStep
 from .progress import Progress
 from .spec import Job, JobSpecError
+from .stages import StepActor, StepTasks, dropped, worker_class
+from .step_stats import stats_actor
 
 # -- Ray session -----------------------------------------------------------------------
 # What workers inherit unless --verbose: no per-model progress bars or info chatter.
@@ -143,236 +142,6 @@ def cluster_resources() -> dict[str, float]:
     import ray
 
     return {k: float(v) for k, v in ray.cluster_resources().items()}
-
-
-# -- per-step statistics -------------------------------------------------------------------
-# Step statistics that are a largest or smallest value, not a sum: the chosen batch size,
-# the slowest worker's set-up (imports, model load, device), and the wall-clock end of the
-# step's last batch and start of its first.
-MAX_STATS = frozenset({"batch", "setup", "last"})
-MIN_STATS = frozenset({"first"})
-
-
-class _StepStats:
-    """Counters of every step, sent by the workers as deltas (one Ray actor per run)."""
-
-    def __init__(self) -> None:
-        self.by_step: dict[str, dict[str, float]] = {}
-        self.workers: dict[str, set[str]] = {}
-        self.batches: set[tuple[str, str]] = set()
-
-    def record(self, label: str, worker: str, batch: str, delta: dict[str, float]) -> None:
-        """Add a worker's counters for one batch -- once: a batch Ray retries (a task or an
-        actor that died) is processed again, but counted only the first time."""
-        if (label, batch) in self.batches:
-            return
-        self.batches.add((label, batch))
-        s = self.by_step.setdefault(label, {"rows": 0, "errors": 0, "seconds": 0.0, "builds": 0})
-        for k, v in delta.items():
-            if k in MAX_STATS:
-                s[k] = max(s.get(k, v), v)
-            elif k in MIN_STATS:
-                s[k] = min(s.get(k, v), v)
-            else:
-                s[k] = s.get(k, 0) + v
-        self.workers.setdefault(label, set()).add(worker)
-
-    def get(self, since: float | None = None) -> dict[str, dict[str, float]]:
-        """Per step: rows, batches, errors, busy seconds summed over workers, builds, workers, and
-        ``span``: seconds from the start of its first batch to the end of its last; with
-        ``since`` (the run's start, epoch seconds), ``start`` and ``end`` of that span after it."""
-        out = {}
-        for label, s in self.by_step.items():
-            first, last = s.get("first"), s.get("last")
-            times: dict[str, float] = {}
-            if first is not None and last is not None:
-                times["span"] = last - first
-                if since is not None:
-                    times |= {"start": first - since, "end": last - since}
-            rest = {k: v for k, v in s.items() if k not in MIN_STATS and k != "last"}
-            out[label] = rest | times | {"workers": len(self.workers.get(label, ()))}
-        return out
-
-
-def _stats_actor() -> Any:
-    import ray
-
-    return ray.remote(num_cpus=0)(_StepStats).remote()
-
-
-class _Reporter:
-    """Sends one worker's counters since its last report to the stats actor."""
-
-    def __init__(self, stats: Any, label: str, sent: dict[str, float] | None = None) -> None:
-        self.stats, self.label = stats, label
-        self.worker = f"{os.uname().nodename}:{os.getpid()}"
-        self.sent: dict[str, float] = dict(sent or {})
-        """The counters already reported (an operator kept from an earlier run: its totals then)."""
-
-    def report(self, op: AnyOperator, batch: str, start: float, builds: int = 0, setup: float = 0.0) -> None:
-        """Send the counters of one batch, which began at wall-clock ``start`` and ends now
-        (``setup``: the seconds this worker took to build its operator, with its first batch)."""
-        delta: dict[str, float] = {
-            k: v if k in MAX_STATS else v - self.sent.get(k, 0) for k, v in op.stats.items()
-        }
-        self.sent.update(op.stats)
-        delta |= {"batches": 1, "first": start, "last": time.time()}
-        if builds:
-            delta["builds"] = builds
-        if setup:
-            delta["setup"] = setup
-        if self.stats is not None:
-            import ray
-
-            # waited for: a report still in flight when the run ends would be lost from the summary
-            ray.get(self.stats.record.remote(self.label, self.worker, batch, delta))
-
-
-# -- Ray Data callables ------------------------------------------------------------------
-def _is_bytes(t: pa.DataType) -> bool:
-    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
-
-
-def _dropped(table: pa.Table, drop: set[str], drop_binary: set[str]) -> pa.Table:
-    """``table`` without ``drop`` and the ``drop_binary`` columns that hold bytes."""
-    names = [
-        c for c in table.column_names
-        if c in drop or (c in drop_binary and _is_bytes(table.schema.field(c).type))
-    ]
-    return table.drop_columns(names) if names else table
-
-
-class StepActor:
-    """One actor of a model step: builds the operator and calls ``setup`` once.
-
-    Each step gets a subclass named after its operator (``EmbedActor``), which is what
-    Ray's progress and dashboard show."""
-
-    def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
-        began = time.perf_counter()
-        self.planned, self.id_column = planned, id_column
-        self.op = planned.build()
-        self.op.unused = planned.drop & set(self.op.outputs())
-        self.op.setup()
-        self.reporter = _Reporter(stats, planned.name)
-        self.built = 1
-        self.setup_seconds = time.perf_counter() - began
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        start = time.time()
-        out = _dropped(self.op(table), self.planned.drop, self.planned.drop_binary)
-        self.reporter.report(self.op, io.unit_name(table.column(self.id_column)), start, self.built,
-                             self.setup_seconds if self.built else 0.0)
-        self.built = 0
-        return out
-
-
-# Operators of stateless stages, built once per worker process and kept for the next task
-# of the same stage; keyed by the stage's fingerprint (``id`` of the callable would differ
-# in every task, since Ray unpickles the callable anew) and bounded, so a long-lived worker
-# serving many jobs does not keep every operator it ever built.
-_TASK_OPS: OrderedDict[str, tuple[AnyOperator, _Reporter]] = OrderedDict()
-_TASK_OPS_MAX = 8
-
-
-class StepTask:
-    """One stateless stage of a :class:`StepTasks` group, run in Ray tasks; its operator is
-    built once per worker process."""
-
-    def __init__(self, planned: PlannedStep, stats: Any, id_column: str) -> None:
-        self.planned, self.stats, self.id_column = planned, stats, id_column
-
-    def operator(self) -> tuple[AnyOperator, _Reporter, float | None]:
-        """The operator, its reporter, and the seconds it took to build here (None: built by
-        an earlier task in this worker process)."""
-        key = f"{self.planned.step.fingerprint}|prepare={self.planned.prepare}"
-        if key in _TASK_OPS:
-            _TASK_OPS.move_to_end(key)
-            op, reporter = _TASK_OPS[key]
-            if reporter.stats != self.stats:  # an operator kept from an earlier run: report to this one's
-                reporter = _Reporter(self.stats, self.planned.name, sent=op.stats)
-                _TASK_OPS[key] = (op, reporter)
-            return op, reporter, None
-        began = time.perf_counter()
-        op = self.planned.build()
-        op.unused = self.planned.drop & set(op.outputs())  # made here and read by nothing
-        op.setup()
-        _TASK_OPS[key] = (op, _Reporter(self.stats, self.planned.name))
-        while len(_TASK_OPS) > _TASK_OPS_MAX:
-            _TASK_OPS.popitem(last=False)
-        return op, _TASK_OPS[key][1], time.perf_counter() - began
-
-    def run(self, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
-        """The stage's outputs over ``tables``, in batches of its ``batch_size`` cut across
-        them (the last may be short); an input of no rows is run once, for its columns."""
-        batches = rebatch(tables, self.planned.batch_size)
-        first = next(batches, None)
-        if first is None:
-            return
-        op, reporter, setup = self.operator()  # once the stage before has given its first batch
-        for batch in itertools.chain([first], batches):
-            start = time.time()
-            out = _dropped(op(batch), self.planned.drop, self.planned.drop_binary)
-            reporter.report(op, io.unit_name(batch.column(self.id_column)), start, int(setup is not None), setup or 0.0)
-            setup = None
-            yield out
-
-
-def rebatch(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
-    """``tables`` as batches of ``size`` rows, cut across them and in order (the last may
-    be short); if no rows come at all, the first table alone (for its columns)."""
-    pending: list[pa.Table] = []
-    rows, sent = 0, False
-    first: pa.Table | None = None
-    for table in tables:
-        first = table if first is None else first
-        if not table.num_rows:
-            continue
-        pending.append(table)
-        rows += table.num_rows
-        if rows >= size:
-            whole = pa.concat_tables(pending, promote_options="permissive")
-            cut = rows - rows % size
-            for offset in range(0, cut, size):
-                yield whole.slice(offset, size)
-            pending, rows, sent = ([whole.slice(cut)] if rows > cut else []), rows - cut, True
-    if rows:
-        yield pa.concat_tables(pending, promote_options="permissive")
-    elif not sent and first is not None:
-        yield first
-
-
-class StepTasks:
-    """Consecutive stateless stages run as one Ray Data stage of tasks
-    (``DecodeImage+EmbedPrepareTasks``): each block goes through them in turn, each stage
-    cutting what the one before gave into its own batches.
-
-    Ray Data would fuse such stages into one task too, but it re-forms blocks between them:
-    decoded pixels (0.9 MB a row) were cut at the 32 MiB block cap into 37-row blocks, which
-    the next stage batched one by one (32 + 5), and so the model actor after them ran
-    batches of 32, 5, 32, 24 rather than 32 throughout. Here a stage's output goes straight
-    into the next, so only the last stage's output is formed into blocks."""
-
-    def __init__(self, planned: list[PlannedStep], stats: Any, id_column: str) -> None:
-        self.stages = [StepTask(p, stats, id_column) for p in planned]
-
-    def __call__(self, table: pa.Table) -> Iterator[pa.Table]:
-        """The outputs of ``table`` (a whole block, or a bundle of batches) after every stage."""
-        tables: Iterable[pa.Table] = [table]
-        for stage in self.stages:
-            tables = stage.run(tables)
-        yield from tables
-
-
-W = TypeVar("W", StepActor, StepTasks)
-
-
-def worker_class(base: type[W], planned: list[PlannedStep]) -> type[W]:
-    """``base`` subclassed under the name of the operators it runs (``EmbedActor``,
-    ``DecodeImage+EmbedPrepareTasks``), which is what Ray's progress and dashboard show."""
-    names = "+".join(p.step.operator_cls.__name__ + ("Prepare" if p.prepare else "") for p in planned)
-    suffix = "Actor" if base is StepActor else "Tasks"
-    return type(f"{names}{suffix}", (base,), {"__module__": __name__})
 
 
 def _prepare(
@@ -711,7 +480,7 @@ def _make_sink(
 
             table = pa.concat_tables(tables, promote_options="permissive")
             before = set(table.column_names)
-            table = _dropped(table, drop, drop_binary)
+            table = dropped(table, drop, drop_binary)
             table = table.drop_columns([n for n in table.column_names if is_tensor_type(table.schema.field(n).type)])
             late = before - set(table.column_names)
             failed = pc.is_valid(table.column(ERROR))
@@ -757,7 +526,7 @@ def run_steps(
 
     out = job.output
     started = time.time()
-    stats = _stats_actor()
+    stats = stats_actor()
     cpus = cluster_resources().get("CPU", 1.0)
     first_batch = planned[0].batch_size if planned else job.input.block_rows
     block = task_rows(job.input.block_rows, first_batch, scan.rows - len(done), cpus)

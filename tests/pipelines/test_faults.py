@@ -28,8 +28,8 @@ SITE = textwrap.dedent('''
         import time
 
         import mmbatch.operators.image as _image
-        import mmbatch.pipelines.executor as _executor
         import mmbatch.pipelines.io as _io
+        import mmbatch.pipelines.stages as _stages
 
         def _once():
             if os.path.exists(marker):
@@ -52,12 +52,12 @@ SITE = textwrap.dedent('''
                 return path
             _io.write_parquet_atomic = _exit_after
         if "kill-actor" in fault:
-            _call = _executor.StepActor.__call__
+            _call = _stages.StepActor.__call__
             def _die_once(self, table):
                 if _once():
                     os._exit(1)  # the model actor dies on its first batch
                 return _call(self, table)
-            _executor.StepActor.__call__ = _die_once
+            _stages.StepActor.__call__ = _die_once
 ''')
 
 

@@ -3,7 +3,8 @@ straight from one to the next, so a model step after them gets whole batches."""
 
 import pyarrow as pa
 
-from mmbatch.pipelines.executor import rebatch, stage_groups
+from mmbatch.pipelines.executor import stage_groups
+from mmbatch.pipelines.stages import rebatch
 from mmbatch.testing.images import write_image_parquet
 
 from .test_run import _last_plan, _planned
