@@ -306,7 +306,7 @@ def stage_groups(planned: list[PlannedStep]) -> list[list[PlannedStep]]:
     prepare stage) form one (:class:`StepTasks`)."""
     groups: list[list[PlannedStep]] = []
     for p in planned:
-        if groups and _fusable(p) and all(_fusable(q) for q in groups[-1]):
+        if groups and _fusable(p) and _fusable(groups[-1][-1]):  # a group is one stage or all fusable
             groups[-1].append(p)
         else:
             groups.append([p])
