@@ -12,6 +12,7 @@ from mmbatch.core.requirements import Requirements
 
 from .base import register
 from .generation import GenerationConfig
+from .image_prep import processor_class
 from .image_text import (
     PreprocessKeys,
     chat_prompt,
@@ -71,9 +72,15 @@ class Caption(ModelOperator[CaptionConfig]):
         self.processor = self.load_processor(AutoProcessor, path)
         self.prompt = chat_prompt(self.processor, self.config.prompt)
 
+    def prepares_pixels_only(self, path: str) -> bool:
+        # BLIP's processor without a prompt gives pixel_values alone (no chat template);
+        # others may build a prompt (image tokens, a template) even then
+        return self.config.prompt is None and processor_class(path) == "BlipProcessor"
+
     def setup_prepare(self) -> None:
         super().setup_prepare()
-        check_splittable(self, self.prompt)
+        if self.image_prep is None:
+            check_splittable(self, self.prompt)
 
     def load(self, path: str) -> None:
         if is_vllm(self):
@@ -84,6 +91,8 @@ class Caption(ModelOperator[CaptionConfig]):
         self.prompt = chat_prompt(self.processor, self.config.prompt)
 
     def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
+        if self.image_prep is not None:
+            return {self.column("pixel_values"): self.pixel_values(batch[self.config.image])}
         images = list(batch[self.config.image])
         prepared = prepare_inputs(self, images, None if self.prompt is None else [self.prompt] * len(images))
         return {self.column(k): v for k, v in prepared.items()}

@@ -12,7 +12,6 @@ from mmbatch.core.models import pooled
 
 from .base import register
 from .labels import Classifier, LabelConfig, label_names
-from .pixels import pixel_values
 
 
 class ClassifyConfig(LabelConfig):
@@ -43,6 +42,9 @@ class Classify(Classifier[ClassifyConfig]):
     def prepared(self) -> dict[str, str]:
         return {self.column("pixel_values"): "the processor's pixel_values, (3, H, W) per row"}
 
+    def prepares_pixels_only(self, path: str) -> bool:
+        return True
+
     def load_processors(self, path: str) -> None:
         from transformers import AutoImageProcessor, AutoProcessor
 
@@ -67,7 +69,7 @@ class Classify(Classifier[ClassifyConfig]):
             self.label_names = label_names(self.model.config)
 
     def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
-        return {self.column("pixel_values"): pixel_values(self.processor, batch[self.config.image], self.transfer_dtype)}
+        return {self.column("pixel_values"): self.pixel_values(batch[self.config.image])}
 
     def probabilities(self, pixels: np.ndarray) -> Any:
         import torch

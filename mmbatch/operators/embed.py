@@ -12,7 +12,7 @@ from mmbatch.core.models import pooled
 
 from .base import register
 from .model import ModelConfig, ModelOperator
-from .pixels import DeviceDecodeKeys, decode_batch, device_pixel_values, pixel_values
+from .pixels import DeviceDecodeKeys, decode_batch, device_pixel_values
 
 
 class EmbedConfig(ModelConfig, DeviceDecodeKeys):
@@ -83,6 +83,9 @@ class Embed(ModelOperator[EmbedConfig]):
             cols[self.column("input_ids")] = "token ids (truncated, not padded)"
         return cols
 
+    def prepares_pixels_only(self, path: str) -> bool:
+        return self.config.text is None
+
     def load_processors(self, path: str) -> None:
         from transformers import AutoProcessor
 
@@ -97,7 +100,7 @@ class Embed(ModelOperator[EmbedConfig]):
     def prepare(self, batch: dict[str, Column]) -> dict[str, Any]:
         cfg, out = self.config, dict[str, Any]()
         if cfg.image and not cfg.decode_on_device:
-            out[self.column("pixel_values")] = pixel_values(self.processor, batch[cfg.image], self.transfer_dtype)
+            out[self.column("pixel_values")] = self.pixel_values(batch[cfg.image])
         if cfg.text:
             ids = self.processor.tokenizer(list(batch[cfg.text]), truncation=True)["input_ids"]
             out[self.column("input_ids")] = [np.asarray(i, dtype=np.int64) for i in ids]

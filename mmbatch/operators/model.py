@@ -13,11 +13,13 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
+from mmbatch.core.columns import Column
 from mmbatch.core.models import LoadKeys, check_model_ref, torch_dtype
 from mmbatch.core.requirements import Requirements
 from mmbatch.core.resources import Resources
 
 from .base import OpConfig, Operator
+from .image_prep import ImagePrep, standard_image_prep
 
 
 class ModelConfig(OpConfig, LoadKeys):
@@ -46,6 +48,9 @@ class ModelOperator(Operator[MC]):
     requires: ClassVar[Requirements] = Requirements(("torch", "transformers"), "vision")
     model: Any
     processor: Any
+    image_prep: ImagePrep | None = None
+    """The prepare stage's image processor in torch alone, where the step's processor is a
+    standard one and its prepare needs nothing else (:mod:`.image_prep`)."""
 
     def __init__(self, config: MC, resources: Resources | None = None, label: str = "") -> None:
         super().__init__(config, resources, label)
@@ -65,7 +70,27 @@ class ModelOperator(Operator[MC]):
         import torch
 
         torch.set_num_threads(1)  # one prepare task per CPU
-        self.load_processors(self.policy.local(self.config.model))
+        path = self.policy.local(self.config.model)
+        if self.prepares_pixels_only(path) and not self.config.trust_remote_code:
+            self.image_prep = standard_image_prep(path)
+        if self.image_prep is None:
+            self.load_processors(path)
+
+    def prepares_pixels_only(self, path: str) -> bool:
+        """Whether this step's prepare stage computes the images' ``pixel_values`` alone
+        (no text, no other processor output) with the processor in ``path``: then a standard
+        image processor runs without transformers' imports (:mod:`.image_prep`)."""
+        return False
+
+    def pixel_values(self, images: Column) -> np.ndarray:
+        """The processor's ``pixel_values`` of a batch of ``HxWx3`` uint8 images, one
+        ``(n, 3, H, W)`` array in the step's transfer dtype (exactly the processor's values
+        when that is float32)."""
+        if self.image_prep is not None:
+            out = self.image_prep.pixel_values(images)
+        else:
+            out = np.asarray(self.processor(images=list(images), return_tensors="np")["pixel_values"])
+        return out.astype(self.transfer_dtype, copy=False)
 
     def preflight(self) -> None:
         check_model_ref(self.config.model, self.config.storage_options)

@@ -1,6 +1,6 @@
-"""Image preprocessing shared by the vision steps: the model's own processor, either in a
-prepare stage of CPU tasks (decoded pixels -> one ``(n, 3, H, W)`` array), or in the model
-worker on its device, from encoded bytes (``decode_on_device``: nvJPEG on a GPU)."""
+"""Image decoding and preprocessing in the model worker, on its device, from encoded bytes
+(``decode_on_device``: nvJPEG on a GPU). In a prepare stage of CPU tasks the processor runs
+through :meth:`ModelOperator.pixel_values <mmbatch.operators.model.ModelOperator.pixel_values>`."""
 
 from __future__ import annotations
 
@@ -28,13 +28,6 @@ class DeviceDecodeKeys(PathAccessKeys):
     max_pixels: int = Field(
         DecodeImageConfig().max_pixels, ge=1, description="decode_on_device: refuse images declaring more pixels"
     )
-
-
-def pixel_values(processor: Any, images: Column, dtype: np.dtype[Any]) -> np.ndarray:
-    """``processor(images=...)["pixel_values"]`` of a batch of HxWx3 uint8 images, as numpy
-    in ``dtype`` (exactly the processor's values when ``dtype`` is float32)."""
-    out = processor(images=list(images), return_tensors="np")["pixel_values"]
-    return np.asarray(out).astype(dtype, copy=False)
 
 
 def _declared_size(data: bytes) -> tuple[int, int]:
