@@ -74,8 +74,8 @@ class Classify(Classifier[ClassifyConfig]):
     def probabilities(self, pixels: np.ndarray) -> Any:
         import torch
 
+        values = self.tensor(pixels, self.model_dtype)  # copied while the other call computes
         with self.on_device():
-            values = self.tensor(pixels, self.model_dtype)
             if self.config.labels:
                 img = pooled(self.model.get_image_features(pixel_values=values))
                 img = torch.nn.functional.normalize(img.float(), dim=-1)

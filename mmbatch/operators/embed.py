@@ -114,8 +114,9 @@ class Embed(ModelOperator[EmbedConfig]):
         elif cfg.image:
             pixels = batch[self.column("pixel_values")]
             assert isinstance(pixels, np.ndarray)
+            values = self.tensor(pixels, self.model_dtype)  # copied while the other call computes
             with self.on_device():
-                features = self.model.get_image_features(pixel_values=self.tensor(pixels, self.model_dtype))
+                features = self.model.get_image_features(pixel_values=values)
                 out[cfg.image_output] = to_numpy(pooled(features), cfg.normalize)
         if cfg.text:
             ids = [np.asarray(i).tolist() for i in batch[self.column("input_ids")]]

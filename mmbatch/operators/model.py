@@ -108,7 +108,9 @@ class ModelOperator(Operator[MC]):
     def on_device(self) -> Iterator[None]:
         """One batch at a time on the device. A GPU worker runs two calls at once (the engine
         asks Ray for two concurrent calls per actor), so one batch's conversion and copies
-        overlap the other's compute; the model itself runs them one after the other."""
+        overlap the other's compute; the model itself runs them one after the other. So
+        make the batch's tensors (:meth:`tensor`: the copy into pinned memory) before
+        entering, not inside."""
         import torch
 
         with self.device_lock, torch.inference_mode():

@@ -178,6 +178,7 @@ class ClassifyVideo(Classifier[ClassifyVideoConfig]):
     def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         pixels = batch[self.column("pixel_values")]
         assert isinstance(pixels, np.ndarray)
+        values = self.tensor(pixels, self.model_dtype)  # copied while the other call computes
         with self.on_device():
-            probs = self.model(pixel_values=self.tensor(pixels, self.model_dtype)).logits.float().softmax(dim=-1)
+            probs = self.model(pixel_values=values).logits.float().softmax(dim=-1)
         return self.label_columns(probs.cpu())
