@@ -2,8 +2,9 @@
 # The CUDA benchmark set of issue 9, in one go, on one GPU machine (figures only).
 #   bash benchmarks/gpu.sh [N_EMBED] [N_CAPTION] [REPEAT]     # defaults 12000, 2048 and 4 (0: no repeat set)
 # EMBED_ONLY / EMBED_REPEAT_ONLY / CAPTION_ONLY pick contenders. What issue 9 still has to measure
-# (the stronger Ray Data script; caption on a longer corpus), estimated at 6 minutes:
-#   EMBED_ONLY=forward,raydata,job-gpu-decode CAPTION_ONLY=job,generate bash benchmarks/gpu.sh 12000 8192 0
+# (four 0.25-GPU actors, and the copies made outside the device lock since 2026-11-27), about 4 minutes:
+#   ROW_GROUP_ROWS=256 EMBED_ONLY=forward,job,job-gpu-decode,job-4actors CAPTION_ONLY=job,generate \
+#     bash benchmarks/gpu.sh 12000 4096 0
 # Each line it prints comes from one run; compare figures only within this output.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
