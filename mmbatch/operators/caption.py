@@ -12,7 +12,7 @@ from mmbatch.core.requirements import Requirements
 
 from .base import register
 from .generation import GenerationConfig
-from .image_prep import processor_class
+from .image_prep import plain_processor_class
 from .image_text import (
     PreprocessKeys,
     chat_prompt,
@@ -73,9 +73,9 @@ class Caption(ModelOperator[CaptionConfig]):
         self.prompt = chat_prompt(self.processor, self.config.prompt)
 
     def prepares_pixels_only(self, path: str) -> bool:
-        # BLIP's processor without a prompt gives pixel_values alone (no chat template);
+        # BLIP's processor without a prompt or chat template gives pixel_values alone;
         # others may build a prompt (image tokens, a template) even then
-        return self.config.prompt is None and processor_class(path) == "BlipProcessor"
+        return self.config.prompt is None and plain_processor_class(path) == "BlipProcessor"
 
     def setup_prepare(self) -> None:
         super().setup_prepare()

@@ -189,14 +189,19 @@ def standard_image_prep(path: str) -> ImagePrep | None:
     return ImagePrep(size[0], size[1], int(c["resample"]), crop[1], rescale, mean, std)
 
 
-def processor_class(path: str) -> str | None:
+def plain_processor_class(path: str) -> str | None:
     """The ``processor_class`` a model folder's processor config names (e.g.
-    ``BlipProcessor``), without transformers."""
+    ``BlipProcessor``), without transformers; None if it names none or the folder holds a
+    chat template (the processor would then build a prompt of its own)."""
+    if any(os.path.exists(os.path.join(path, f)) for f in ("chat_template.jinja", "chat_template.json")):
+        return None
     for name in ("processor_config.json", "preprocessor_config.json"):
         file = os.path.join(path, name)
         if os.path.isfile(file):
             with open(file, encoding="utf-8") as f:
                 config = json.load(f)
+            if isinstance(config, dict) and "chat_template" in config:
+                return None
             if isinstance(config, dict) and isinstance(config.get("processor_class"), str):
                 return str(config["processor_class"])
     return None

@@ -100,6 +100,15 @@ def test_no_config_is_left_to_transformers(tmp_path):
     assert standard_image_prep(str(tmp_path)) is None
 
 
+def test_a_processor_with_a_chat_template_is_not_a_plain_one(tmp_path):
+    from mmbatch.operators.image_prep import plain_processor_class
+
+    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "BlipProcessor"}))
+    assert plain_processor_class(str(tmp_path)) == "BlipProcessor"
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")
+    assert plain_processor_class(str(tmp_path)) is None
+
+
 def test_a_bad_image_is_an_error_of_its_row_only(tiny_models):
     import pyarrow as pa
 
