@@ -77,12 +77,14 @@ class ImagePrep:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
 
-    def pixel_values(self, images: Iterable[Any]) -> np.ndarray:
-        """The processor's ``pixel_values`` of a batch: one ``(n, 3, H, W)`` array."""
+    def pixel_values(self, images: Iterable[Any], dtype: Any = None) -> np.ndarray:
+        """The processor's ``pixel_values`` of a batch: one ``(n, 3, H, W)`` array, cast to
+        ``dtype`` (if given) image by image, as numpy's ``astype`` of the whole would."""
         import torch
 
+        to = None if dtype is None else torch.from_numpy(np.zeros(0, dtype)).dtype
         with torch.inference_mode():
-            return np.stack([self._one(_chw(image)).numpy() for image in images])
+            return np.stack([(x if to is None else x.to(to)).numpy() for x in map(self._one, map(_chw, images))])
 
     def _one(self, image: Any) -> Any:
         import torch
@@ -115,16 +117,20 @@ class ImagePrep:
             return image
         mode = "bicubic" if self.resample == BICUBIC else "bilinear"
         # torchvision resizes uint8 natively on a CPU for bicubic, and for bilinear where the
-        # CPU has AVX2 (else through float32, rounded back)
+        # CPU has AVX2 (else through float32, rounded back). The native kernel gives the same
+        # values for the channels-last view of the decoded pixels as for the contiguous copy
+        # transformers makes, three times as fast as copy and resize (0.27 against 0.78 ms
+        # for 640x480 -> 298x224 here), so the copy is made only for the float path.
         native = mode == "bicubic" or torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or \
             os.uname().machine in ("aarch64", "arm64")
-        x = image.unsqueeze(0) if native else image.unsqueeze(0).to(torch.float32)
+        x = image.unsqueeze(0) if native else image.contiguous().unsqueeze(0).to(torch.float32)
         x = torch.nn.functional.interpolate(x, size=list(new), mode=mode, align_corners=False, antialias=True)
         return x[0] if native else x[0].round_().to(torch.uint8)
 
 
 def _chw(image: Any) -> Any:
-    """An ``HxWx3`` uint8 image (``decode_image``'s pixels) as a contiguous ``(3, H, W)`` tensor."""
+    """An ``HxWx3`` uint8 image (``decode_image``'s pixels) as a ``(3, H, W)`` tensor: a
+    view of the pixels (channels last), no copy."""
     import warnings
 
     import torch
@@ -134,9 +140,9 @@ def _chw(image: Any) -> Any:
         raise ValueError(f"expected HxWx3 uint8 RGB pixels, got shape {arr.shape} of {arr.dtype}")
     if not arr.size:
         raise ValueError(f"empty image ({arr.shape[1]}x{arr.shape[0]} pixels)")
-    with warnings.catch_warnings():  # Arrow-backed arrays are read-only; the tensor is copied below
+    with warnings.catch_warnings():  # Arrow-backed arrays are read-only; nothing writes to the view
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def _center_crop(image: Any, height: int, width: int) -> Any:

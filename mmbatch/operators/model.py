@@ -87,7 +87,7 @@ class ModelOperator(Operator[MC]):
         ``(n, 3, H, W)`` array in the step's transfer dtype (exactly the processor's values
         when that is float32)."""
         if self.image_prep is not None:
-            out = self.image_prep.pixel_values(images)
+            out = self.image_prep.pixel_values(images, self.transfer_dtype)
         else:
             out = np.asarray(self.processor(images=list(images), return_tensors="np")["pixel_values"])
         return out.astype(self.transfer_dtype, copy=False)

@@ -60,6 +60,8 @@ def _assert_equal_to_transformers(path, images):
         want = ref(images=[image], return_tensors="np")["pixel_values"]
         got = prep.pixel_values([image])
         assert got.shape == want.shape and got.dtype == want.dtype and np.array_equal(got, want), image.shape
+        half = prep.pixel_values([image], np.float16)  # cast per image, as a step's transfer dtype asks
+        assert half.dtype == np.float16 and np.array_equal(half, want.astype(np.float16)), image.shape
     same = [images[0]] * 3  # one batch of one shape, as transformers batches it
     assert np.array_equal(prep.pixel_values(same), ref(images=same, return_tensors="np")["pixel_values"])
 
@@ -72,6 +74,13 @@ def test_each_class_as_transformers_saves_it(tmp_path, images, name):
 @pytest.mark.parametrize("name", sorted(RAW))
 def test_hub_style_and_unusual_configs(tmp_path, images, name):
     _assert_equal_to_transformers(_raw(tmp_path, RAW[name]), images)
+
+
+def test_bilinear_on_a_cpu_without_avx2_goes_through_float_as_torchvision_does(tmp_path, images, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")  # read by both sides
+    _assert_equal_to_transformers(_saved(tmp_path, "ViTImageProcessor"), images)
 
 
 def test_the_processor_nested_in_processor_config_wins_as_in_transformers(tmp_path, images):
