@@ -35,6 +35,7 @@ class DecodeImageConfig(DecodeKeys):
 WHITE = (255, 255, 255)
 ORIENTATION = 0x0112  # EXIF tag
 SWAPS_AXES = {5, 6, 7, 8}  # orientations that turn the image by 90 degrees
+TURNS = set(range(2, 9))  # orientations that flip or turn the image (1: upright)
 
 
 def _scaled_to_8_bits(img: Any) -> Any:
@@ -64,7 +65,7 @@ def to_rgb(img: Any, background: tuple[int, int, int] = WHITE) -> Any:
         img = _scaled_to_8_bits(img)
     transparent = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     if not transparent:
-        return img.convert("RGB")
+        return img if img.mode == "RGB" else img.convert("RGB")  # convert() would copy an RGB image
     rgba = img.convert("RGBA")
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
 
@@ -110,13 +111,15 @@ def read_image(
         if w * h > max_pixels:
             raise ValueError(f"image declares {w}x{h} pixels, more than max_pixels={max_pixels}")
         frames = int(getattr(img, "n_frames", 1))
-        turned = exif_transpose and img.getexif().get(ORIENTATION, 1) in SWAPS_AXES
+        orientation = img.getexif().get(ORIENTATION, 1) if exif_transpose else 1
+        turned = orientation in SWAPS_AXES
         if turned:
             w, h = h, w
         tw, th = target_size((w, h), resize)
         if (tw, th) != (w, h) and img.format == "JPEG":
             img.draft("RGB", (th, tw) if turned else (tw, th))  # decode at a reduced scale >= the target
-        upright = ImageOps.exif_transpose(img) if exif_transpose else img
+        # exif_transpose copies an image that needs no turn (orientation 1 or none)
+        upright = ImageOps.exif_transpose(img) if orientation in TURNS else img
         rgb = to_rgb(upright, background)
         if rgb.size != (tw, th):
             rgb = rgb.resize((tw, th), Image.Resampling.BICUBIC)

@@ -117,6 +117,12 @@ def test_pixels_are_what_a_viewer_shows():
     assert out.column("image_width").to_pylist() == [2] and out.column("image_height").to_pylist() == [3]
     px, _, _ = _decode(data, exif_transpose=False)
     assert np.array_equal(px, quad)
+    # orientations that keep the axes but flip or turn the picture: 2 (mirrored), 3 (180 degrees)
+    for orientation, expected in ((2, np.fliplr(quad)), (3, np.rot90(quad, 2)), (1, quad)):
+        exif[0x0112] = orientation
+        px, err, out = _decode(_save(img, "PNG", exif=exif))
+        assert err is None and np.array_equal(px, expected), orientation
+        assert out.column("image_width").to_pylist() == [3] and out.column("image_height").to_pylist() == [2]
 
     # an animated GIF: the first frame, and the frame count says it was one of several
     frames = [Image.fromarray(np.full((4, 4, 3), v, np.uint8)) for v in (0, 128, 255)]
