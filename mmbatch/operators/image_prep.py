@@ -6,14 +6,16 @@ processor: ``from transformers import CLIPImageProcessor`` pulls in torch, torch
 (and through it ``torch._dynamo``) and half of transformers. That took 12-14 s on a
 16-core H100 machine and 4.6 s on a 2-core VM, against 4-5 s and 1.6 s for ``import
 torch``; the model actor pays it too, in parallel, but a worker that joins late (a task
-of the tail) pays it alone while the model waits. For a processor whose config
-(``processor_config.json`` or ``preprocessor_config.json``) names one of these classes and only their keys,
-:func:`standard_image_prep` gives an :class:`ImagePrep` that runs the same torch calls as
-transformers' torchvision backend (the backend ``AutoProcessor`` picks when torchvision
-is installed) on one image at a time, as that backend does on a CPU, so the values are
-the processor's own, bit for bit (``tests/operators/test_image_prep.py`` compares them for
-each class, from configs saved by transformers and from older hub-style ones). Any other
-processor, or key, goes to transformers as before (``None``).
+of the tail) pays it alone while the model waits.
+
+For a processor whose config (``processor_config.json`` or ``preprocessor_config.json``)
+names one of these classes and only their keys, :func:`standard_image_prep` gives an
+:class:`ImagePrep` that runs the same torch calls as transformers' torchvision backend
+(the backend ``AutoProcessor`` picks when torchvision is installed) on one image at a
+time, as that backend does on a CPU, so the values are the processor's own, bit for bit
+(``tests/operators/test_image_prep.py`` compares them for each class, from configs saved
+by transformers and from older hub-style ones). Any other processor, or key, goes to
+transformers as before (``None``).
 """
 
 from __future__ import annotations
