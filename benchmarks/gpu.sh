@@ -2,9 +2,10 @@
 # The CUDA benchmark set of issue 9, in one go, on one GPU machine (figures only).
 #   bash benchmarks/gpu.sh [N_EMBED] [N_CAPTION] [REPEAT]     # defaults 12000, 2048 and 4 (0: no repeat set)
 # EMBED_ONLY / EMBED_REPEAT_ONLY / CAPTION_ONLY pick contenders. What issue 9 still has to measure
-# (four 0.25-GPU actors, and the copies made outside the device lock since 2026-11-27), about 4 minutes:
+# (four 0.25-GPU actors; the CPU path's changes after the H100 call of 2026-11-27, which weigh most
+# on 48,000 images; the copies made outside the device lock), about 6 minutes:
 #   ROW_GROUP_ROWS=256 EMBED_ONLY=forward,job,job-gpu-decode,job-4actors CAPTION_ONLY=job,generate \
-#     bash benchmarks/gpu.sh 12000 4096 0
+#     EMBED_REPEAT_ONLY=job bash benchmarks/gpu.sh 12000 4096 4
 # Each line it prints comes from one run; compare figures only within this output.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
