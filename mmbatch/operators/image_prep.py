@@ -23,8 +23,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
 IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
 BILINEAR, BICUBIC = 2, 3  # PIL's resample codes, as the configs store them
+PROCESSOR_CONFIG, PREPROCESSOR_CONFIG = "processor_config.json", "preprocessor_config.json"
 
 # Each class's defaults (transformers 5: the class attributes; `rescale_factor` and
 # `default_to_square` from the base class where the class does not set them).
@@ -95,14 +97,25 @@ class ImagePrep:
             image = self._resize(image)
         if self.crop is not None:
             image = _center_crop(image, *self.crop)
-        if self.mean is not None and self.std is not None:
-            mean, std = torch.tensor(self.mean), torch.tensor(self.std)
-            if self.rescale is not None:  # fused, as the backend fuses them
-                mean, std = mean * (1.0 / self.rescale), std * (1.0 / self.rescale)
-            return image.to(torch.float32).sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
+        if self._normalize is not None:
+            mean, std = self._normalize
+            return image.to(torch.float32).sub_(mean).div_(std)
         if self.rescale is not None:
             return image * self.rescale
         return image
+
+    @cached_property
+    def _normalize(self) -> tuple[Any, Any] | None:
+        """The (mean, std) tensors each image is normalised by, made once: scaled by
+        ``1 / rescale`` where rescaling is fused into them, as the backend fuses them."""
+        import torch
+
+        if self.mean is None or self.std is None:
+            return None
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        if self.rescale is not None:
+            mean, std = mean * (1.0 / self.rescale), std * (1.0 / self.rescale)
+        return mean.view(-1, 1, 1), std.view(-1, 1, 1)
 
     def _resize(self, image: Any) -> Any:
         import torch
@@ -203,29 +216,33 @@ def plain_processor_class(path: str) -> str | None:
     chat template (the processor would then build a prompt of its own)."""
     if any(os.path.exists(os.path.join(path, f)) for f in ("chat_template.jinja", "chat_template.json")):
         return None
-    for name in ("processor_config.json", "preprocessor_config.json"):
-        file = os.path.join(path, name)
-        if os.path.isfile(file):
-            with open(file, encoding="utf-8") as f:
-                config = json.load(f)
-            if isinstance(config, dict) and "chat_template" in config:
-                return None
-            if isinstance(config, dict) and isinstance(config.get("processor_class"), str):
-                return str(config["processor_class"])
+    for _, config in _config_files(path):
+        if isinstance(config, dict) and "chat_template" in config:
+            return None
+        if isinstance(config, dict) and isinstance(config.get("processor_class"), str):
+            return str(config["processor_class"])
     return None
 
 
 def _image_processor_config(path: str) -> Any:
     """The image processor's config as transformers finds it in a folder: nested in
     ``processor_config.json``, else ``preprocessor_config.json``; None if neither."""
-    for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+    for name, config in _config_files(path):
+        if name == PREPROCESSOR_CONFIG:
+            return config
+        if isinstance(config, dict) and "image_processor" in config:
+            return config["image_processor"]
+    return None
+
+
+def _config_files(path: str) -> Iterator[tuple[str, Any]]:
+    """(name, parsed JSON) of the processor config files in a model folder, in the order
+    transformers reads them."""
+    for name in (PROCESSOR_CONFIG, PREPROCESSOR_CONFIG):
         file = os.path.join(path, name)
         if os.path.isfile(file):
             with open(file, encoding="utf-8") as f:
-                config = json.load(f)
-            if key is None or (isinstance(config, dict) and key in config):
-                return config if key is None else config[key]
-    return None
+                yield name, json.load(f)
 
 
 def _floats(value: Any) -> tuple[float, ...] | None:
