@@ -6,8 +6,12 @@ compute of the real model; ``--arch tiny`` for a quick run), N synthetic 640x480
 
 * job      - mmbatch ``decode_image -> caption`` (Ray start included); the summary says the
              sub-batch size the caption step settled on (largest that fits the device);
+* actor    - the job's caption actor alone, without Ray: the engine's own worker callables in
+             this process, on prepared batches of that size (two calls at once on a GPU, as
+             the job runs them): what the job's steady rate would be if Ray cost nothing;
 * generate - ``model.generate`` alone on ready tensors at that batch size (the ceiling; on
-             a CPU with the C heap the job gives its model actors, ``mmbatch.pipelines.heap``);
+             a CPU, and for ``actor``, with the C heap the job gives its model actors,
+             ``mmbatch.pipelines.heap``);
 * loop     - a plain single-process loop: PIL decode -> processor -> generate.
 
 Figures only; nothing is asserted.
@@ -32,6 +36,7 @@ from common import (  # noqa: E402
     emit,
     machine,
     measure,
+    model_step_alone,
     photo_corpus,
     print_summary,
     run_contender,
@@ -96,12 +101,11 @@ def loop(args: argparse.Namespace) -> dict[str, Any]:
     return {"img_s": len(blobs) / (time.perf_counter() - t)}
 
 
-def job(args: argparse.Namespace) -> dict[str, Any]:
-    from mmbatch.pipelines.run import run_job
+def job_spec(args: argparse.Namespace) -> Any:
     from mmbatch.pipelines.spec import job_from_dict
 
     gpu = args.device == "cuda"
-    spec = job_from_dict({
+    return job_from_dict({
         "name": "bench-caption", "input": {"path": str(args.data), "id_column": "id"},
         "steps": [{"op": "decode_image", "batch_size": 64},
                   {"op": "caption", "model": str(args.model), "batch_size": args.batch_size, "dtype": args.dtype,
@@ -109,12 +113,21 @@ def job(args: argparse.Namespace) -> dict[str, Any]:
                    "resources": {"cpus": 1, "gpus": 1 if gpu else 0}}],
         "output": {"path": str(args.out / "job")},
     })
+
+
+def job(args: argparse.Namespace) -> dict[str, Any]:
+    from mmbatch.pipelines.run import run_job
+
     t = time.perf_counter()
-    summary = run_job(spec, overwrite=True)
+    summary = run_job(job_spec(args), overwrite=True)
     wall = time.perf_counter() - t
     s = summary.steps["steps[1] caption"]
     return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / (s.get("span") or s["seconds"]), "batch": int(s.get("batch", 0)),
             "summary": summary.render()}
+
+
+def actor(args: argparse.Namespace) -> dict[str, Any]:
+    return model_step_alone(job_spec(args), calls=max(2, args.n // args.batch_size))
 
 
 def main() -> None:
@@ -127,14 +140,14 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", default="job,generate,loop",
+    ap.add_argument("--only", default="job,actor,generate,loop",
                     help="comma-separated contenders to run (without job: generate and loop at --batch-size)")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
-        fn = {"job": job, "generate": generate, "loop": loop}[args.contender]
+        fn = {"job": job, "actor": actor, "generate": generate, "loop": loop}[args.contender]
         return emit(measure(lambda: fn(args)))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-caption-"))
     model = build(work / f"blip-{args.arch}-random", args.arch)
@@ -144,25 +157,32 @@ def main() -> None:
               "--model", str(model), "--data", str(data), "--out", str(work / "out")]
     print(f"machine: {machine()}; BLIP-{args.arch} (random weights), {args.dtype} on {args.device}, "
           f"{args.tokens} new tokens, {args.n} JPEGs")
-    names = [n for n in ("job", "generate", "loop") if n in args.only.split(",")]
+    names = [n for n in ("job", "actor", "generate", "loop") if n in args.only.split(",")]
     got: dict[str, dict[str, Any]] = {}
     if "job" in names:
         got["job"] = run_contender(__file__, "job", [*common, "--batch-size", str(args.batch_size)])
     chosen = (got["job"]["batch"] or args.batch_size) if "job" in got else args.batch_size
     for name in (n for n in names if n != "job"):
         got[name] = run_contender(__file__, name, [*common, "--batch-size", str(chosen)],
-                                  model_heap=name == "generate" and args.device == "cpu")
+                                  model_heap=name in ("generate", "actor") and args.device == "cpu")
     for name, f in got.items():
         steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
         print(f"{name:9s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+        if "note" in f:
+            print(f"    {f['note']}")
         print_summary(f)
     if "generate" in got:
         g = got["generate"]["img_s"]
         if "job" in got:
             print(f"job chose sub-batches of {chosen}; job / generate: wall {got['job']['img_s'] / g:.3f}, "
                   f"steady {got['job']['steady_img_s'] / g:.3f}")
+        if "actor" in got:
+            a = got["actor"]
+            print(f"actor / generate: {a['img_s'] / g:.3f} over all calls, {a['img_s_after_first'] / g:.3f} after the first")
         if "loop" in got:
             print(f"loop / generate {got['loop']['img_s'] / g:.3f}")
+    if "job" in got and "actor" in got:
+        print(f"job steady / actor alone {got['job']['steady_img_s'] / got['actor']['img_s']:.3f}")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,67 @@ def run_contender(
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def model_step_alone(spec: Any, calls: int, distinct: int = 4) -> dict[str, Any]:
+    """A job's last model step as its Ray actor runs it, in this process and without Ray:
+    the engine's own worker callables (:mod:`mmbatch.pipelines.stages`), so what this
+    measures and the job's steady rate differ only by Ray (transport, scheduling, waiting
+    for the stages upstream).
+
+    The stages before the model step run here first, one after another, on the rows of
+    ``distinct`` of its batches (read from the job's Parquet input); then the model step's
+    actor takes ``calls`` batches cycled from those: a first alone, then the rest as many at
+    once as the engine asks Ray for (two on a GPU). Returns rows/s over all calls (as the
+    job's steady rate counts its first batch) and after the first (as a model alone is
+    timed after a warm-up), and the first call's seconds against the others' median."""
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmbatch.pipelines.executor import stage_groups
+    from mmbatch.pipelines.planning import assign_drops, dropped_columns, plan_steps
+    from mmbatch.pipelines.stages import StepActor, StepTasks, rebatch
+
+    planned = plan_steps(spec)
+    assign_drops(planned, *dropped_columns(spec, planned))
+    groups = stage_groups(planned)
+    last = max(i for i, g in enumerate(groups) if g[0].stateful)
+    model, id_column = groups[last][0], spec.input.id_column
+    read = (pa.Table.from_batches([b]) for f in sorted(Path(spec.input.path).glob("*.parquet"))
+            for b in pq.ParquetFile(f).iter_batches(batch_size=model.batch_size))
+    tables = list(itertools.islice(read, distinct))
+    for group in groups[:last]:
+        if group[0].stateful:
+            upstream = StepActor(group[0], None, id_column)
+            tables = [upstream(t) for t in tables]
+        else:
+            tasks = StepTasks(group, None, id_column)
+            tables = [out for t in tables for out in tasks(t)]
+    batches = list(rebatch(tables, model.batch_size))
+    actor = StepActor(model, None, id_column)
+    seconds: list[float] = []
+
+    def call(table: pa.Table) -> int:
+        t = time.perf_counter()
+        actor(table)
+        seconds.append(time.perf_counter() - t)
+        return int(table.num_rows)
+
+    at_once = 2 if model.resources.gpus else 1
+    with ThreadPoolExecutor(at_once) as pool:  # as Ray Data calls an actor: not in the thread that built it
+        start = time.perf_counter()
+        first = pool.submit(call, batches[0]).result()
+        after_first = time.perf_counter()
+        rest = sum(pool.map(call, itertools.islice(itertools.cycle(batches), 1, calls)))
+        end = time.perf_counter()
+    median = sorted(seconds[1:])[len(seconds[1:]) // 2] if calls > 1 else seconds[0]
+    return {"img_s": (first + rest) / (end - start), "img_s_after_first": rest / (end - after_first) if rest else 0.0,
+            "note": f"{calls} calls of up to {model.batch_size} rows ({len(batches)} distinct), {at_once} at once after "
+                    f"the first: first call {seconds[0]:.2f} s, the others {median:.2f} s (median); "
+                    f"{rest / (end - after_first) if rest else 0.0:.1f} rows/s after the first"}
+
+
 def emit(figures: dict[str, Any]) -> None:
     """A contender's figures, as the last line of its output."""
     print(json.dumps(figures), flush=True)

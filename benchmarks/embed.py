@@ -19,6 +19,11 @@ over its whole run in that process, model load included:
 * job      - mmbatch ``decode_image -> embed``: decode and the processor in CPU tasks, the
              model in an actor; wall and steady state (the embed step's rows over the time from
              the start of its first batch to the end of its last);
+* actor    - the job's embed actor alone, without Ray: the engine's own worker callables in
+             this process (decode and prepare first, on 4 batches), then as many calls as the
+             corpus makes batches, cycled over those (two at once on a GPU, as the job runs
+             them): what the job's steady rate would be if Ray cost nothing; on a CPU with
+             the C heap the job gives its model actors;
 * job-gpu-decode - mmbatch ``embed`` with ``decode_on_device``: JPEG bytes to the actor,
              decoded and preprocessed on its device.
 * job-4actors - as ``job-gpu-decode``, with 4 embed actors sharing the device (0.25 GPU
@@ -48,6 +53,7 @@ from common import (  # noqa: E402
     emit,
     machine,
     measure,
+    model_step_alone,
     photo_corpus,
     print_summary,
     ray_init,
@@ -59,7 +65,7 @@ from common import (  # noqa: E402
 # distinct input batches the forward cycles through (8 x 32 x 3 x 224 x 224 float32: 154 MB)
 DISTINCT_INPUTS = 8
 
-CONTENDERS = ("forward", "forward-glibc-heap", "chain", "raydata", "loop", "job", "job-gpu-decode", "job-4actors")
+CONTENDERS = ("forward", "forward-glibc-heap", "chain", "raydata", "loop", "job", "actor", "job-gpu-decode", "job-4actors")
 
 
 def _torch_dtype(name: str) -> Any:
@@ -191,8 +197,7 @@ def raydata(args: argparse.Namespace) -> dict[str, Any]:
     return {"img_s": args.n / (time.perf_counter() - t)}
 
 
-def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) -> dict[str, Any]:
-    from mmbatch.pipelines.run import run_job
+def job_spec(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) -> Any:
     from mmbatch.pipelines.spec import job_from_dict
 
     gpu = args.device == "cuda"
@@ -201,19 +206,29 @@ def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) 
                            "concurrency": actors}}
     steps = [embed | {"image": "image", "decode_on_device": True}] if device_decode else [
         {"op": "decode_image", "batch_size": args.batch_size}, embed]
-    spec = job_from_dict({"name": "bench-embed", "input": {"path": str(args.data), "id_column": "id"},
+    return job_from_dict({"name": "bench-embed", "input": {"path": str(args.data), "id_column": "id"},
                           "steps": steps, "output": {"path": str(args.out / ("job-gd" if device_decode else "job"))}})
+
+
+def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) -> dict[str, Any]:
+    from mmbatch.pipelines.run import run_job
+
+    spec = job_spec(args, device_decode, actors)
     t = time.perf_counter()
     summary = run_job(spec, overwrite=True)
     wall = time.perf_counter() - t
-    s = summary.steps[f"steps[{len(steps) - 1}] embed"]
+    s = summary.steps[f"steps[{len(spec.steps) - 1}] embed"]
     return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / (s.get("span") or s["seconds"]), "rows": summary.rows,
             "summary": summary.render()}
 
 
+def actor(args: argparse.Namespace) -> dict[str, Any]:
+    return model_step_alone(job_spec(args), calls=-(-args.n // args.batch_size))
+
+
 def run_one(args: argparse.Namespace) -> None:
     fn = {"forward": forward, "forward-glibc-heap": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
-          "job-gpu-decode": lambda a: job(a, device_decode=True),
+          "actor": actor, "job-gpu-decode": lambda a: job(a, device_decode=True),
           "job-4actors": lambda a: job(a, device_decode=True, actors=4)}[args.contender]
     emit(measure(lambda: fn(args)))
 
@@ -252,10 +267,10 @@ def main() -> None:
           f"{row_groups_label(groups)}")
     got: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
-        got[name] = run_contender(__file__, name, common, model_heap=name == "forward" and args.device == "cpu")
+        got[name] = run_contender(__file__, name, common, model_heap=name in ("forward", "actor") and args.device == "cpu")
         f = got[name]
         steady = f" (steady {f['steady_img_s']:.1f} img/s)" if "steady_img_s" in f else ""
-        e2e = f", end to end {args.n / f['wall_s']:.1f}" if not name.startswith("forward") else ""
+        e2e = f", end to end {args.n / f['wall_s']:.1f}" if not name.startswith(("forward", "actor")) else ""
         print(f"{name:15s} {f['img_s']:9.1f} img/s{steady}{e2e}   peak PSS {f['peak_pss_mib']:7.0f} MiB", flush=True)
         if "note" in f:
             print(f"    {f['note']}")
@@ -272,9 +287,9 @@ def main() -> None:
     if "chain" in got:
         c = args.n / got["chain"]["wall_s"]
         ratios = ", ".join(f"{k} {args.n / v['wall_s'] / c:.3f}" for k, v in got.items()
-                           if k != "chain" and not k.startswith("forward"))
+                           if k != "chain" and not k.startswith(("forward", "actor")))
         print(f"end to end, ratio to the chain's: {ratios}")
-    for base in ("forward", "forward-glibc-heap"):
+    for base in ("forward", "forward-glibc-heap", "actor"):
         if "job" in got and base in got:
             print(f"job steady state / {base}: {got['job']['steady_img_s'] / got[base]['img_s']:.3f}")
 

@@ -3,8 +3,9 @@
 #   bash benchmarks/gpu.sh [N_EMBED] [N_CAPTION] [REPEAT]     # defaults 12000, 2048 and 4 (0: no repeat set)
 # EMBED_ONLY / EMBED_REPEAT_ONLY / CAPTION_ONLY pick contenders. What issue 9 still has to measure
 # (four 0.25-GPU actors; the CPU path's changes after the H100 call of 2026-11-27, which weigh most
-# on 48,000 images; the copies made outside the device lock), about 6 minutes:
-#   ROW_GROUP_ROWS=256 EMBED_ONLY=forward,job,job-gpu-decode,job-4actors CAPTION_ONLY=job,generate \
+# on 48,000 images; the copies made outside the device lock; where caption's actor loses to
+# generate alone: the `actor` contenders run the job's model step without Ray), about 7 minutes:
+#   ROW_GROUP_ROWS=256 EMBED_ONLY=forward,job,actor,job-gpu-decode,job-4actors CAPTION_ONLY=job,actor,generate \
 #     EMBED_REPEAT_ONLY=job bash benchmarks/gpu.sh 12000 4096 4
 # Each line it prints comes from one run; compare figures only within this output.
 set -euo pipefail
@@ -27,10 +28,10 @@ embed() { python3 "$here/embed.py" --device cuda --dtype float16 --batch-size 25
             ${ROW_GROUP_ROWS:+--row-group-rows "$ROW_GROUP_ROWS"} "$@"; }
 # each section's header says when it began (seconds into this script), to plan a call's time limit
 echo "== [$SECONDS s] embed: CLIP ViT-B/32, fp16, batch 256, $n_embed JPEGs"
-embed --n "$n_embed" --only "${EMBED_ONLY:-forward,chain,raydata,job,job-gpu-decode,job-4actors}"
+embed --n "$n_embed" --only "${EMBED_ONLY:-forward,chain,raydata,job,actor,job-gpu-decode,job-4actors}"
 echo "== [$SECONDS s] caption: BLIP-base, fp16, 20 new tokens, $n_caption JPEGs"
 python3 "$here/caption.py" --device cuda --dtype float16 --n "$n_caption" --batch-size 256 --workdir "$work/caption" \
-  --only "${CAPTION_ONLY:-job,generate,loop}"
+  --only "${CAPTION_ONLY:-job,actor,generate,loop}"
 if [ "$repeat" -gt 0 ]; then
   echo "== [$SECONDS s] embed: the same $n_embed JPEGs read $repeat times over (start-up weighs less)"
   embed --n "$n_embed" --repeat "$repeat" --only "${EMBED_REPEAT_ONLY:-chain,job,job-gpu-decode}"
