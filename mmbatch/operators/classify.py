@@ -35,6 +35,7 @@ class Classify(Classifier[ClassifyConfig]):
     """
 
     default_batch_size = 32
+    gpu_batch_size = 256
 
     def inputs(self) -> dict[str, str]:
         return {self.config.image: "RGB pixels"}
@@ -72,17 +73,21 @@ class Classify(Classifier[ClassifyConfig]):
         return {self.column("pixel_values"): self.pixel_values(batch[self.config.image])}
 
     def probabilities(self, pixels: np.ndarray) -> Any:
+        """Class probabilities of the rows, in the largest sub-batches that fit the device."""
         import torch
 
-        values = self.tensor(pixels, self.model_dtype)  # copied while the other call computes
-        with self.on_device():
-            if self.config.labels:
-                img = pooled(self.model.get_image_features(pixel_values=values))
-                img = torch.nn.functional.normalize(img.float(), dim=-1)
-                logits = self.model.logit_scale.exp().float() * img @ self.text_embeds.T
-            else:
-                logits = self.model(pixel_values=values).logits.float()
-            return logits.softmax(dim=-1).cpu()
+        def run(start: int, stop: int) -> list[Any]:
+            values = self.tensor(pixels[start:stop], self.model_dtype)  # copied while the other call computes
+            with self.on_device():
+                if self.config.labels:
+                    img = pooled(self.model.get_image_features(pixel_values=values))
+                    img = torch.nn.functional.normalize(img.float(), dim=-1)
+                    logits = self.model.logit_scale.exp().float() * img @ self.text_embeds.T
+                else:
+                    logits = self.model(pixel_values=values).logits.float()
+                return [logits.softmax(dim=-1).cpu()]
+
+        return torch.cat(self.fitted(len(pixels), run))
 
     def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         pixels = batch[self.column("pixel_values")]

@@ -50,6 +50,7 @@ class Embed(ModelOperator[EmbedConfig]):
     """
 
     default_batch_size = 32
+    gpu_batch_size = 256
 
     def inputs(self) -> dict[str, str]:
         cfg = self.config
@@ -114,10 +115,13 @@ class Embed(ModelOperator[EmbedConfig]):
         elif cfg.image:
             pixels = batch[self.column("pixel_values")]
             assert isinstance(pixels, np.ndarray)
-            values = self.tensor(pixels, self.model_dtype)  # copied while the other call computes
-            with self.on_device():
-                features = self.model.get_image_features(pixel_values=values)
-                out[cfg.image_output] = to_numpy(pooled(features), cfg.normalize)
+
+            def run(start: int, stop: int) -> list[np.ndarray]:
+                values = self.tensor(pixels[start:stop], self.model_dtype)  # copied while the other call computes
+                with self.on_device():
+                    return [to_numpy(pooled(self.model.get_image_features(pixel_values=values)), cfg.normalize)]
+
+            out[cfg.image_output] = np.concatenate(self.fitted(len(pixels), run))
         if cfg.text:
             ids = [np.asarray(i).tolist() for i in batch[self.column("input_ids")]]
             padded = self.processor.tokenizer.pad({"input_ids": ids}, return_tensors="np")
@@ -127,16 +131,26 @@ class Embed(ModelOperator[EmbedConfig]):
         return out
 
     def embed_encoded(self, encoded: Column) -> tuple[np.ndarray, list[str | None]]:
-        """Embeddings of encoded images decoded and preprocessed on this worker's device;
-        rows that cannot be decoded get an error and a zero row (masked as null)."""
-        images, errors = decode_batch(encoded, self.device, self.config.max_pixels, self.config.allowed_roots)
-        good = [i for i, e in enumerate(errors) if e is None]
-        if not good:
+        """Embeddings of encoded images decoded and preprocessed on this worker's device, in
+        the largest sub-batches that fit it; rows that cannot be decoded get an error and a
+        zero row (masked as null)."""
+
+        def run(start: int, stop: int) -> list[tuple[list[str | None], np.ndarray | None]]:
+            images, errors = decode_batch(encoded[start:stop], self.device, self.config.max_pixels,
+                                          self.config.allowed_roots)
+            good = [images[i] for i, e in enumerate(errors) if e is None]
+            if not good:
+                return [(errors, None)]
+            with self.on_device():
+                pixels = device_pixel_values(self.processor.image_processor, good, self.device)
+                features = self.model.get_image_features(pixel_values=pixels.to(self.model_dtype))
+                return [(errors, to_numpy(pooled(features), self.config.normalize))]
+
+        parts = self.fitted(len(encoded), run)
+        errors = [e for part_errors, _ in parts for e in part_errors]
+        embeddings = [emb for _, emb in parts if emb is not None]
+        if not embeddings:
             return np.zeros((len(errors), 0), np.float32), errors
-        with self.on_device():
-            pixels = device_pixel_values(self.processor.image_processor, [images[i] for i in good], self.device)
-            features = self.model.get_image_features(pixel_values=pixels.to(self.model_dtype))
-            emb = to_numpy(pooled(features), self.config.normalize)
-        out = np.zeros((len(errors), emb.shape[1]), np.float32)
-        out[good] = emb
+        out = np.zeros((len(errors), embeddings[0].shape[1]), np.float32)
+        out[[i for i, e in enumerate(errors) if e is None]] = np.concatenate(embeddings)
         return out, errors

@@ -252,6 +252,24 @@ def test_decode_on_device_equals_decode_image_then_embed_and_keeps_bad_rows_as_e
     r = np.stack([column_to_python(ref.column("image_embedding"))[i] for i in ok])
     np.testing.assert_allclose(g, r, atol=1e-6)
 
+    # a batch too big for the device: decoded and embedded again in halves, bad rows kept in place
+    op = make_op("embed", model=clip, image="image", decode_on_device=True)
+    real, calls = op.model.get_image_features, []
+
+    def limited(**kwargs):
+        calls.append(len(kwargs["pixel_values"]))
+        if len(kwargs["pixel_values"]) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(**kwargs)
+
+    op.model.get_image_features = limited
+    split = op(table)
+    assert split.column("error").to_pylist() == errors
+    # 7 rows, 4 of them good: 4 do not fit; then rows 0-2 (2 good), 3-5 (1), 6 (1)
+    assert calls == [4, 2, 1, 1] and op.fit_size == 3
+    s = np.stack([column_to_python(split.column("image_embedding"))[i] for i in ok])
+    np.testing.assert_allclose(s, g, atol=1e-6)
+
 
 def test_generation_that_runs_out_of_device_memory_is_split_and_gives_the_same_captions(tiny_models, decoded):
     """Caption starts with the whole batch; on CUDA out-of-memory it halves the rows per
@@ -277,3 +295,31 @@ def test_generation_that_runs_out_of_device_memory_is_split_and_gives_the_same_c
     calls.clear()
     op(decoded)
     assert calls == [2, 2, 1]  # the size that fitted is kept
+
+
+@pytest.mark.parametrize(("name", "model", "forward", "output"), [
+    ("embed", "clip", "get_image_features", "image_embedding"),
+    ("classify", "vit_classifier", "forward", "label_scores"),
+])
+def test_a_batch_too_big_for_the_device_is_split_and_gives_the_same_rows(tiny_models, decoded, name, model, forward,
+                                                                         output):
+    """embed and classify (256 rows a batch by default on GPUs) halve a batch that runs out
+    of device memory, as caption does, and keep the size that fitted."""
+    path = str(tiny_models(model))
+    keys = {"output": "label"} if name == "classify" else {}
+    expected = make_op(name, model=path, **keys)(decoded).column(output).to_pylist()
+
+    op = make_op(name, model=path, **keys)
+    real, calls = getattr(op.model, forward), []
+
+    def limited(*args, **kwargs):
+        rows = len(kwargs.get("pixel_values", args[0] if args else None))
+        calls.append(rows)
+        if rows > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    setattr(op.model, forward, limited)
+    got = op(decoded).column(output).to_pylist()
+    np.testing.assert_allclose(np.array(got, dtype=np.float32), np.array(expected, dtype=np.float32), atol=1e-6)
+    assert calls[:3] == [5, 2, 2] and op.fit_size == 2 and op.stats["batch"] == 2
