@@ -99,6 +99,7 @@ class Answer(ModelOperator[AnswerConfig]):
     """
 
     default_batch_size = 16
+    gpu_batch_size = 256
 
     def inputs(self) -> dict[str, str]:
         cfg = self.config

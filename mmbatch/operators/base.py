@@ -49,6 +49,10 @@ class Operator(Configured[C], ABC):
     name: ClassVar[str]
     default_resources: ClassVar[Resources] = Resources()
     default_batch_size: ClassVar[int] = 16
+    gpu_batch_size: ClassVar[int | None] = None
+    """The default ``batch_size`` where the step has GPUs, if larger batches pay there: a
+    step that runs the largest sub-batch that fits (:meth:`ModelOperator.fitted`) halves it
+    on a device too small for it."""
     stateful: ClassVar[bool] = True  # True: actor pool (setup once); False: Ray tasks
     null_inputs_are_errors: ClassVar[bool] = True  # False: ``process`` sees the nulls itself
     requires: ClassVar[Requirements] = Requirements()

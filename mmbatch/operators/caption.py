@@ -48,6 +48,7 @@ class Caption(ModelOperator[CaptionConfig]):
     """
 
     default_batch_size = 16
+    gpu_batch_size = 256
 
     def inputs(self) -> dict[str, str]:
         return {self.config.image: "RGB pixels"}

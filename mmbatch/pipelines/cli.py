@@ -194,6 +194,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
         cls = OPERATORS.get(name)
         print(f"{name}: {_summary_line(cls.__doc__)}")
         if args.verbose:
+            on_gpus = f" ({cls.gpu_batch_size} where the step has GPUs)" if cls.gpu_batch_size else ""
+            print(f"    batch_size: default {cls.default_batch_size}{on_gpus} - rows per call of the step's workers")
             _print_keys(cls.Config)
     return 0
 

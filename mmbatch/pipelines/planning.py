@@ -42,6 +42,9 @@ class PlannedStep:
     """Columns this stage drops from its output: their last reader is this stage."""
     drop_binary: set[str] = field(default_factory=set)
     """Columns this stage drops from its output where they hold bytes (encoded media)."""
+    batch: int | None = None
+    """The step's batch size as planned (a prepare stage's: its model's, on the model's
+    resources); None: the step's on this stage's resources."""
 
     @property
     def stateful(self) -> bool:
@@ -55,7 +58,7 @@ class PlannedStep:
 
     @property
     def batch_size(self) -> int:
-        return self.step.batch_size
+        return self.batch if self.batch is not None else self.step.batch_size_on(self.resources)
 
     def build(self) -> AnyOperator:
         """The operator this stage runs (built without ``setup``: no model is loaded)."""
@@ -93,15 +96,17 @@ def plan_steps(job: Job, cpu_only: bool = False) -> list[PlannedStep]:
     for step in job.steps:
         op = step.build()
         optional = op.optional_inputs()
+        resources = effective_resources(step, cpu_only)
+        batch = step.batch_size_on(resources)
         stage = op.preparer()
         if stage is not None:
             planned.append(PlannedStep(
-                step, PREPARE_RESOURCES, stage.inputs(), op.prepared(), set(op.prepared()), prepare=True,
+                step, PREPARE_RESOURCES, stage.inputs(), op.prepared(), set(op.prepared()), prepare=True, batch=batch,
             ))
             available += list(op.prepared())
         reads = {c: op.inputs().get(c, "") or op.prepared().get(c, "") for c in op.read_columns(available)}
         planned.append(PlannedStep(
-            step, effective_resources(step, cpu_only), reads | optional, op.outputs(), op.transient_outputs(),
+            step, resources, reads | optional, op.outputs(), op.transient_outputs(), batch=batch,
         ))
         available += list(op.outputs())
     return planned

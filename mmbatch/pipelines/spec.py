@@ -122,12 +122,21 @@ class Step:
     op: str
     config: OpConfig
     resources: Resources
-    batch_size: int
+    batch_size: int | None
+    """As the job sets it; None: the operator's default where the step runs (:meth:`batch_size_on`)."""
     operator_cls: type[AnyOperator]
 
     @property
     def label(self) -> str:
         return f"steps[{self.index}] {self.op}"
+
+    def batch_size_on(self, resources: Resources) -> int:
+        """The step's batch size where it runs with ``resources``: the job's, else the
+        operator's default for GPUs (``gpu_batch_size``) or CPUs."""
+        if self.batch_size is not None:
+            return self.batch_size
+        cls = self.operator_cls
+        return cls.gpu_batch_size if resources.gpus and cls.gpu_batch_size else cls.default_batch_size
 
     @property
     def fingerprint(self) -> str:
@@ -231,8 +240,8 @@ def build_step(index: int, raw: dict[str, Any], source: str) -> Step:
         )
     except ValidationError as exc:
         raise JobSpecError(_fmt_pydantic(exc, f"{where} resources", list(Resources.model_fields))) from None
-    batch_size = raw.get("batch_size", cls.default_batch_size)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    batch_size = raw.get("batch_size")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise JobSpecError(f"{where}: batch_size must be a positive integer, got {batch_size!r}")
     step = Step(index, op, config, resources, batch_size, cls)
     try:

@@ -102,3 +102,30 @@ def test_file_formats_provide_path_and_bytes_columns(fmt, column, op):
 def test_unknown_input_format_names_the_known_ones():
     with pytest.raises(JobSpecError, match="unknown format 'tar'; known formats: parquet, images, audio, video"):
         job_from_dict({"name": "f", "input": {"path": "x/", "format": "tar"}, "steps": [], "output": {"path": "o"}})
+
+def test_a_step_without_batch_size_gets_its_operators_default_for_where_it_runs():
+    """On GPUs the model steps that run the largest sub-batch that fits default to 256 rows
+    (a batch of 16 leaves an H100 mostly idle); on CPUs, and under ``--cpu``, their CPU
+    default; a batch_size the job sets wins everywhere. A prepare stage runs its model's."""
+    from mmbatch.pipelines.planning import plan_steps
+
+    job = job_from_dict({
+        "name": "t", "input": {"path": "x", "columns": ["id", "image", "question"]}, "output": {"path": "o"},
+        "steps": [{"op": "decode_image", "resources": {"gpus": 1}},
+                  {"op": "caption", "model": "m", "resources": {"gpus": 1}},
+                  {"op": "embed", "model": "m", "resources": {"gpus": 0.5}, "batch_size": 8},
+                  {"op": "classify", "model": "m"},
+                  {"op": "answer", "model": "m", "question": "question", "resources": {"gpus": 0.25}}],
+    })
+    assert [s.batch_size for s in job.steps] == [None, None, 8, None, None]  # as the job sets them
+    on_gpus = {p.name: p.batch_size for p in plan_steps(job)}
+    assert on_gpus == {
+        "steps[0] decode_image": 64,  # no GPU default: a CPU step's batch
+        "steps[1] caption: prepare": 256, "steps[1] caption": 256,
+        "steps[2] embed: prepare": 8, "steps[2] embed": 8,
+        "steps[3] classify: prepare": 32, "steps[3] classify": 32,  # no GPUs asked for
+        "steps[4] answer: prepare": 256, "steps[4] answer": 256,
+    }
+    on_cpus = {p.name: p.batch_size for p in plan_steps(job, cpu_only=True)}
+    assert on_cpus["steps[1] caption"] == on_cpus["steps[1] caption: prepare"] == 16
+    assert on_cpus["steps[2] embed"] == 8 and on_cpus["steps[4] answer"] == 16
