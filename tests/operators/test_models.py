@@ -8,7 +8,7 @@ import torch
 from mmbatch.core.columns import column_to_python
 from mmbatch.testing.images import encode, synthetic_image
 
-from .helpers import make_op, prepare_stage, run_ops
+from .helpers import fits_on_device, make_op, prepare_stage, run_ops
 
 TEXTS = ["a photo of a cat", "a red square", "a blue circle on a green field", "dog", ""]
 
@@ -254,15 +254,7 @@ def test_decode_on_device_equals_decode_image_then_embed_and_keeps_bad_rows_as_e
 
     # a batch too big for the device: decoded and embedded again in halves, bad rows kept in place
     op = make_op("embed", model=clip, image="image", decode_on_device=True)
-    real, calls = op.model.get_image_features, []
-
-    def limited(**kwargs):
-        calls.append(len(kwargs["pixel_values"]))
-        if len(kwargs["pixel_values"]) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(**kwargs)
-
-    op.model.get_image_features = limited
+    calls = fits_on_device(op, "get_image_features", 2)
     split = op(table)
     assert split.column("error").to_pylist() == errors
     # 7 rows, 4 of them good: 4 do not fit; then rows 0-2 (2 good), 3-5 (1), 6 (1)
@@ -280,15 +272,7 @@ def test_generation_that_runs_out_of_device_memory_is_split_and_gives_the_same_c
     assert whole.stats["batch"] == len(expected)
 
     op = make_op("caption", model=path, max_new_tokens=8)
-    real, calls = op.model.generate, []
-
-    def generate(**kwargs):
-        calls.append(len(kwargs["pixel_values"]))
-        if len(kwargs["pixel_values"]) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(**kwargs)
-
-    op.model.generate = generate
+    calls = fits_on_device(op, "generate", 2)
     out = op(decoded)
     assert out.column("caption").to_pylist() == expected and out.column("error").null_count == len(expected)
     assert calls[:3] == [5, 2, 2] and op.fit_size == 2 and op.stats["batch"] == 2
@@ -310,16 +294,7 @@ def test_a_batch_too_big_for_the_device_is_split_and_gives_the_same_rows(tiny_mo
     expected = make_op(name, model=path, **keys)(decoded).column(output).to_pylist()
 
     op = make_op(name, model=path, **keys)
-    real, calls = getattr(op.model, forward), []
-
-    def limited(*args, **kwargs):
-        rows = len(kwargs.get("pixel_values", args[0] if args else None))
-        calls.append(rows)
-        if rows > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(*args, **kwargs)
-
-    setattr(op.model, forward, limited)
+    calls = fits_on_device(op, forward, 2)
     got = op(decoded).column(output).to_pylist()
     np.testing.assert_allclose(np.array(got, dtype=np.float32), np.array(expected, dtype=np.float32), atol=1e-6)
     assert calls[:3] == [5, 2, 2] and op.fit_size == 2 and op.stats["batch"] == 2
