@@ -20,6 +20,9 @@ def test_ops_and_metrics_list_every_entry_with_its_keys(capsys):
     out = capsys.readouterr().out
     assert all(f"{name}: " in out for name in OPERATORS.names())
     assert "PydanticUndefined" not in out
+    caption = out.split("\ncaption: ")[1]
+    assert caption.splitlines()[1] == "    batch_size: default 16 (256 where the step has GPUs) - rows per call of the step's workers"
+    assert "    batch_size: default 64 - rows" in out.split("\ndecode_image: ")[1]  # no GPU default
     assert main(["metrics", "-v"]) == 0
     out = capsys.readouterr().out
     assert all(f"{name}: " in out for name in metric_names())
