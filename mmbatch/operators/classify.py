@@ -76,18 +76,16 @@ class Classify(Classifier[ClassifyConfig]):
         """Class probabilities of the rows, in the largest sub-batches that fit the device."""
         import torch
 
-        def run(start: int, stop: int) -> list[Any]:
-            values = self.tensor(pixels[start:stop], self.model_dtype)  # copied while the other call computes
-            with self.on_device():
-                if self.config.labels:
-                    img = pooled(self.model.get_image_features(pixel_values=values))
-                    img = torch.nn.functional.normalize(img.float(), dim=-1)
-                    logits = self.model.logit_scale.exp().float() * img @ self.text_embeds.T
-                else:
-                    logits = self.model(pixel_values=values).logits.float()
-                return [logits.softmax(dim=-1).cpu()]
+        def forward(values: Any) -> Any:
+            if self.config.labels:
+                img = pooled(self.model.get_image_features(pixel_values=values))
+                img = torch.nn.functional.normalize(img.float(), dim=-1)
+                logits = self.model.logit_scale.exp().float() * img @ self.text_embeds.T
+            else:
+                logits = self.model(pixel_values=values).logits.float()
+            return logits.softmax(dim=-1).cpu()
 
-        return torch.cat(self.fitted(len(pixels), run))
+        return torch.cat(self.on_pixels(pixels, forward))
 
     def process(self, batch: dict[str, Column]) -> dict[str, Any]:
         pixels = batch[self.column("pixel_values")]

@@ -115,13 +115,9 @@ class Embed(ModelOperator[EmbedConfig]):
         elif cfg.image:
             pixels = batch[self.column("pixel_values")]
             assert isinstance(pixels, np.ndarray)
-
-            def run(start: int, stop: int) -> list[np.ndarray]:
-                values = self.tensor(pixels[start:stop], self.model_dtype)  # copied while the other call computes
-                with self.on_device():
-                    return [to_numpy(pooled(self.model.get_image_features(pixel_values=values)), cfg.normalize)]
-
-            out[cfg.image_output] = np.concatenate(self.fitted(len(pixels), run))
+            out[cfg.image_output] = np.concatenate(self.on_pixels(
+                pixels, lambda values: to_numpy(pooled(self.model.get_image_features(pixel_values=values)), cfg.normalize)
+            ))
         if cfg.text:
             ids = [np.asarray(i).tolist() for i in batch[self.column("input_ids")]]
             padded = self.processor.tokenizer.pad({"input_ids": ids}, return_tensors="np")

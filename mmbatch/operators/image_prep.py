@@ -63,7 +63,7 @@ _CLASSES: dict[str, dict[str, Any]] = {
 }
 _FEATURE_EXTRACTORS = {"CLIPFeatureExtractor": "CLIPImageProcessor", "ViTFeatureExtractor": "ViTImageProcessor"}
 # keys of these configs that change nothing here (names and bookkeeping)
-_INERT = {"image_processor_type", "feature_extractor_type", "processor_class", "do_convert_rgb", "auto_map"}
+_INERT = {"image_processor_type", "feature_extractor_type", "processor_class", "do_convert_rgb"}
 _USED = {"resample", "image_mean", "image_std", "size", "crop_size", "do_resize", "do_center_crop", "do_rescale",
          "do_normalize", "rescale_factor"}
 
@@ -117,6 +117,19 @@ class ImagePrep:
             mean, std = mean * (1.0 / self.rescale), std * (1.0 / self.rescale)
         return mean.view(-1, 1, 1), std.view(-1, 1, 1)
 
+    @cached_property
+    def _native_uint8(self) -> bool:
+        """Whether torch resizes uint8 natively here: on a CPU for bicubic, and for bilinear
+        where the CPU has AVX2 (else through float32, rounded back). The native kernel gives
+        the same values for the channels-last view of the decoded pixels as for the
+        contiguous copy transformers makes, three times as fast as copy and resize (0.27
+        against 0.78 ms for 640x480 -> 298x224 here), so the copy is made only for the float
+        path. Asked once, not per image."""
+        import torch
+
+        return self.resample == BICUBIC or torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or \
+            os.uname().machine in ("aarch64", "arm64")
+
     def _resize(self, image: Any) -> Any:
         import torch
 
@@ -131,13 +144,7 @@ class ImagePrep:
         if new == (height, width):
             return image
         mode = "bicubic" if self.resample == BICUBIC else "bilinear"
-        # torchvision resizes uint8 natively on a CPU for bicubic, and for bilinear where the
-        # CPU has AVX2 (else through float32, rounded back). The native kernel gives the same
-        # values for the channels-last view of the decoded pixels as for the contiguous copy
-        # transformers makes, three times as fast as copy and resize (0.27 against 0.78 ms
-        # for 640x480 -> 298x224 here), so the copy is made only for the float path.
-        native = mode == "bicubic" or torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or \
-            os.uname().machine in ("aarch64", "arm64")
+        native = self._native_uint8
         x = image.unsqueeze(0) if native else image.contiguous().unsqueeze(0).to(torch.float32)
         x = torch.nn.functional.interpolate(x, size=list(new), mode=mode, align_corners=False, antialias=True)
         return x[0] if native else x[0].round_().to(torch.uint8)

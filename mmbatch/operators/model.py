@@ -158,6 +158,18 @@ class ModelOperator(Operator[MC]):
         self.stats["batch"] = max(self.stats.get("batch", 0), size)
         return out
 
+    def on_pixels(self, pixels: np.ndarray, forward: Callable[[Any], T]) -> list[T]:
+        """``forward(values)`` on the device for the rows of ``pixels`` (prepared
+        ``pixel_values``), in the largest sub-batches that fit (:meth:`fitted`): each
+        sub-batch's tensor made before taking the device lock, the forward under it."""
+
+        def run(start: int, stop: int) -> list[T]:
+            values = self.tensor(pixels[start:stop], self.model_dtype)  # copied while the other call computes
+            with self.on_device():
+                return [forward(values)]
+
+        return self.fitted(len(pixels), run)
+
     def column(self, key: str) -> str:
         """The name of a prepared column of this step (transient, never written)."""
         return f"_{self.label}/{key}"
