@@ -99,7 +99,6 @@ def run_job(
     if retry_errors:
         io.remove_files(out.path, io.ERRORS, so)  # their rows are redone (a crash now: --resume redoes them)
     done = frozenset(io.read_done_ids(out.path, job.input.id_column, so)) if continuing else frozenset()
-    manifest.save(out.path, so)
     phases: dict[str, float] = {}
     end_phase(phases, "input scan", start)
 
@@ -113,6 +112,7 @@ def run_job(
         if scale is not None:
             ScaleUp(scale.bundles, wait, scale.why).run(cluster_resources)
         end_phase(phases, "Ray start", start)
+        manifest.save(out.path, so)  # only now: a job refused before any step ran leaves no run behind
         return _run_steps_and_metrics(job, scan, planned, done, manifest, summary_code, progress, start, phases)
     finally:
         if scale is not None:

@@ -111,6 +111,23 @@ def test_cluster_checks_fail_fast_instead_of_hanging():
     check_cluster([_planned(gpus=0.25, cpus=0.25, concurrency=(1, 8))], {"CPU": 2, "GPU": 2})
 
 
+def test_a_job_refused_before_its_steps_ran_leaves_no_run_behind(tmp_path, run_job_dict, tiny_models):
+    """A job the cluster cannot run is refused before any step runs and writes nothing, so
+    the same command, once mended, runs without --overwrite (before, its manifest.json was
+    taken for an earlier run)."""
+    folder = tmp_path / "imgs"
+    write_image_folder(folder, 3, size=(8, 8), fmt="PNG")
+    job = {"input": {"path": str(folder), "format": "images", "id_column": "path"},
+           "steps": [{"op": "decode_image"}, {"op": "embed", "model": str(tiny_models("clip")),
+                                              "resources": {"cpus": 64}}]}
+    for _ in range(2):  # the same refusal twice, not "already holds" the second time
+        with pytest.raises(JobRunError, match="asks for 64 CPUs per worker"):
+            run_job_dict(job)
+    assert not list((tmp_path / "out").rglob("*.*"))
+    job["steps"][1]["resources"] = {"cpus": 0.5}
+    assert run_job_dict(job).rows == 3
+
+
 def test_stateless_step_builds_its_operator_once_per_worker_process(tmp_path, run_job_dict):
     folder = tmp_path / "imgs"
     write_image_folder(folder, 30, size=(8, 8), fmt="PNG")
