@@ -6,6 +6,8 @@ compute of the real model; ``--arch tiny`` for a quick run), N synthetic 640x480
 
 * job      - mmbatch ``decode_image -> caption`` (Ray start included); the summary says the
              sub-batch size the caption step settled on (largest that fits the device);
+* job-gpu-decode - the job with ``caption`` alone, ``decode_on_device``: JPEG bytes to the
+             actor, decoded (nvJPEG on CUDA) and preprocessed there, no prepare tasks;
 * actor    - the job's caption actor alone, without Ray: the engine's own worker callables in
              this process, on prepared batches of that size (two calls at once on a GPU, as
              the job runs them): what the job's steady rate would be if Ray cost nothing;
@@ -101,27 +103,29 @@ def loop(args: argparse.Namespace) -> dict[str, Any]:
     return {"img_s": len(blobs) / (time.perf_counter() - t)}
 
 
-def job_spec(args: argparse.Namespace) -> Any:
+def job_spec(args: argparse.Namespace, device_decode: bool = False) -> Any:
     from mmbatch.pipelines.spec import job_from_dict
 
     gpu = args.device == "cuda"
+    caption = {"op": "caption", "model": str(args.model), "batch_size": args.batch_size, "dtype": args.dtype,
+               "max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "threads": args.threads,
+               "resources": {"cpus": 1, "gpus": 1 if gpu else 0}}
+    steps = [caption | {"image": "image", "decode_on_device": True}] if device_decode else [
+        {"op": "decode_image", "batch_size": 64}, caption]
     return job_from_dict({
         "name": "bench-caption", "input": {"path": str(args.data), "id_column": "id"},
-        "steps": [{"op": "decode_image", "batch_size": 64},
-                  {"op": "caption", "model": str(args.model), "batch_size": args.batch_size, "dtype": args.dtype,
-                   "max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "threads": args.threads,
-                   "resources": {"cpus": 1, "gpus": 1 if gpu else 0}}],
-        "output": {"path": str(args.out / "job")},
+        "steps": steps, "output": {"path": str(args.out / ("job-gd" if device_decode else "job"))},
     })
 
 
-def job(args: argparse.Namespace) -> dict[str, Any]:
+def job(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]:
     from mmbatch.pipelines.run import run_job
 
+    spec = job_spec(args, device_decode)
     t = time.perf_counter()
-    summary = run_job(job_spec(args), overwrite=True)
+    summary = run_job(spec, overwrite=True)
     wall = time.perf_counter() - t
-    s = summary.steps["steps[1] caption"]
+    s = summary.steps[f"steps[{len(spec.steps) - 1}] caption"]
     return {"img_s": summary.input_rows / wall, "steady_img_s": s["rows"] / (s.get("span") or s["seconds"]), "batch": int(s.get("batch", 0)),
             "summary": summary.render()}
 
@@ -140,14 +144,15 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", default="job,actor,generate,loop",
+    ap.add_argument("--only", default="job,job-gpu-decode,actor,generate,loop",
                     help="comma-separated contenders to run (without job: generate and loop at --batch-size)")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
-        fn = {"job": job, "actor": actor, "generate": generate, "loop": loop}[args.contender]
+        fn = {"job": job, "job-gpu-decode": lambda a: job(a, device_decode=True), "actor": actor, "generate": generate,
+              "loop": loop}[args.contender]
         return emit(measure(lambda: fn(args)))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-caption-"))
     model = build(work / f"blip-{args.arch}-random", args.arch)
@@ -157,25 +162,27 @@ def main() -> None:
               "--model", str(model), "--data", str(data), "--out", str(work / "out")]
     print(f"machine: {machine()}; BLIP-{args.arch} (random weights), {args.dtype} on {args.device}, "
           f"{args.tokens} new tokens, {args.n} JPEGs")
-    names = [n for n in ("job", "actor", "generate", "loop") if n in args.only.split(",")]
+    jobs = ("job", "job-gpu-decode")
+    names = [n for n in (*jobs, "actor", "generate", "loop") if n in args.only.split(",")]
     got: dict[str, dict[str, Any]] = {}
-    if "job" in names:
-        got["job"] = run_contender(__file__, "job", [*common, "--batch-size", str(args.batch_size)])
+    for name in (n for n in names if n in jobs):
+        got[name] = run_contender(__file__, name, [*common, "--batch-size", str(args.batch_size)])
     chosen = (got["job"]["batch"] or args.batch_size) if "job" in got else args.batch_size
-    for name in (n for n in names if n != "job"):
+    for name in (n for n in names if n not in jobs):
         got[name] = run_contender(__file__, name, [*common, "--batch-size", str(chosen)],
                                   model_heap=name in ("generate", "actor") and args.device == "cpu")
     for name, f in got.items():
         steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
-        print(f"{name:9s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
+        print(f"{name:14s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
         if "note" in f:
             print(f"    {f['note']}")
         print_summary(f)
     if "generate" in got:
         g = got["generate"]["img_s"]
         if "job" in got:
-            print(f"job chose sub-batches of {chosen}; job / generate: wall {got['job']['img_s'] / g:.3f}, "
-                  f"steady {got['job']['steady_img_s'] / g:.3f}")
+            print(f"job chose sub-batches of {chosen}")
+        for name in (n for n in jobs if n in got):
+            print(f"{name} / generate: wall {got[name]['img_s'] / g:.3f}, steady {got[name]['steady_img_s'] / g:.3f}")
         if "actor" in got:
             a = got["actor"]
             print(f"actor / generate: {a['img_s'] / g:.3f} over all calls, {a['img_s_after_first'] / g:.3f} after the first")

@@ -130,7 +130,7 @@ def chain(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import CLIPProcessor
 
-    from mmbatch.operators.pixels import decode_batch, device_pixel_values
+    from mmbatch.operators.pixels import decode_batch, processor_inputs
 
     model = _model(args)
     proc = CLIPProcessor.from_pretrained(args.model).image_processor
@@ -139,7 +139,7 @@ def chain(args: argparse.Namespace) -> dict[str, Any]:
     with torch.inference_mode():
         for i in range(0, len(blobs), args.batch_size):
             images, errors = decode_batch(blobs[i : i + args.batch_size], args.device, 2**31)
-            pixels = device_pixel_values(proc, images, args.device).to(_torch_dtype(args.dtype))
+            pixels = processor_inputs(proc, images, args.device)["pixel_values"].to(_torch_dtype(args.dtype))
             model.get_image_features(pixel_values=pixels).pooler_output.float().cpu()
     return {"img_s": len(blobs) / (time.perf_counter() - t), "images": len(blobs)}
 

@@ -4,8 +4,9 @@
 # EMBED_ONLY / EMBED_REPEAT_ONLY / CAPTION_ONLY pick contenders. What issue 9 still has to measure
 # (four 0.25-GPU actors; the CPU path's changes after the H100 call of 2026-11-27, which weigh most
 # on 48,000 images; the copies made outside the device lock; where caption's actor loses to
-# generate alone: the `actor` contenders run the job's model step without Ray), about 7 minutes:
-#   ROW_GROUP_ROWS=256 EMBED_ONLY=forward,job,actor,job-gpu-decode,job-4actors CAPTION_ONLY=job,actor,generate \
+# generate alone: the `actor` contenders run the job's model step without Ray; caption with
+# decode_on_device, JPEG bytes through Ray instead of 885 KB of fp16 pixels an image), about 8 minutes:
+#   ROW_GROUP_ROWS=256 EMBED_ONLY=forward,job,actor,job-gpu-decode,job-4actors CAPTION_ONLY=job,job-gpu-decode,actor,generate \
 #     EMBED_REPEAT_ONLY=job bash benchmarks/gpu.sh 12000 4096 4
 # Each line it prints comes from one run; compare figures only within this output.
 set -euo pipefail
@@ -31,7 +32,7 @@ echo "== [$SECONDS s] embed: CLIP ViT-B/32, fp16, batch 256, $n_embed JPEGs"
 embed --n "$n_embed" --only "${EMBED_ONLY:-forward,chain,raydata,job,actor,job-gpu-decode,job-4actors}"
 echo "== [$SECONDS s] caption: BLIP-base, fp16, 20 new tokens, $n_caption JPEGs"
 python3 "$here/caption.py" --device cuda --dtype float16 --n "$n_caption" --batch-size 256 --workdir "$work/caption" \
-  --only "${CAPTION_ONLY:-job,actor,generate,loop}"
+  --only "${CAPTION_ONLY:-job,job-gpu-decode,actor,generate,loop}"
 if [ "$repeat" -gt 0 ]; then
   echo "== [$SECONDS s] embed: the same $n_embed JPEGs read $repeat times over (start-up weighs less)"
   embed --n "$n_embed" --repeat "$repeat" --only "${EMBED_REPEAT_ONLY:-chain,job,job-gpu-decode}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mmbatch.core.columns import Column
 from mmbatch.core.requirements import Requirements
@@ -17,22 +17,32 @@ from .image_text import (
     PreprocessKeys,
     chat_prompt,
     check_splittable,
+    generate_inputs,
     generate_prepared,
     generate_texts,
     load_image_text_model,
     prepare_inputs,
 )
 from .model import ModelOperator
+from .pixels import DeviceDecodeKeys, processor_inputs
 from .vllm_backend import BackendKeys, VllmEngine, is_vllm, vllm_requirements
 
 
-class CaptionConfig(GenerationConfig, PreprocessKeys, BackendKeys):
-    image: str = Field("pixels", description="pixel column from decode_image")
+class CaptionConfig(GenerationConfig, PreprocessKeys, BackendKeys, DeviceDecodeKeys):
+    image: str = Field("pixels", description="pixel column from decode_image (with decode_on_device: "
+                       "the column of encoded image bytes)")
     output: str = Field("caption", description="output text column")
     prompt: str | None = Field(
         None,
         description="text prompt: BLIP conditional prefix, or the user turn of a chat-template model",
     )
+
+    @model_validator(mode="after")
+    def _device_decode_runs_transformers(self) -> CaptionConfig:
+        if self.decode_on_device and self.backend == "vllm":
+            raise ValueError("decode_on_device runs the processor in the worker; vLLM runs its own: "
+                             "decode the images with a decode_image step instead")
+        return self
 
 
 @register("caption")
@@ -42,7 +52,9 @@ class Caption(ModelOperator[CaptionConfig]):
     Input: ``image`` (pixels). Output: ``output`` (string). Model: any checkpoint served by
     ``AutoModelForImageTextToText`` with its ``AutoProcessor``; chat-template models get
     ``prompt`` as the user turn and their answer without the prompt. The processor runs in
-    parallel CPU tasks (``preprocess: tasks``), the worker only runs ``generate``.
+    parallel CPU tasks (``preprocess: tasks``), the worker only runs ``generate``; with
+    ``decode_on_device`` the worker decodes the encoded images and runs the processor on
+    its device.
     ``backend: vllm``: one vLLM engine per worker gets the same prompt and the images (vLLM
     runs the processor; see :mod:`mmbatch.operators.vllm_backend`).
     """
@@ -51,7 +63,7 @@ class Caption(ModelOperator[CaptionConfig]):
     gpu_batch_size = 256
 
     def inputs(self) -> dict[str, str]:
-        return {self.config.image: "RGB pixels"}
+        return {self.config.image: self.config.image_input()}
 
     def outputs(self) -> dict[str, str]:
         return {self.config.output: "generated caption"}
@@ -60,7 +72,7 @@ class Caption(ModelOperator[CaptionConfig]):
         return vllm_requirements(self.requires) if is_vllm(self) else self.requires
 
     def prepared(self) -> dict[str, str]:
-        if self.config.preprocess != "tasks" or is_vllm(self):
+        if self.config.preprocess != "tasks" or is_vllm(self) or self.config.decode_on_device:
             return {}
         cols = {self.column("pixel_values"): "the processor's pixel_values per image"}
         if self.config.prompt is not None:
@@ -105,6 +117,9 @@ class Caption(ModelOperator[CaptionConfig]):
             images = [[Image.fromarray(np.asarray(x, dtype=np.uint8))] for x in batch[self.config.image]]
             texts, errors = self.engine.generate([self.prompt or ""] * len(images), images)
             return {self.config.output: texts, "error": errors}
+        if self.device_decoded():
+            texts, errors = self.on_encoded(batch[self.config.image], self.caption_images)
+            return {self.config.output: texts, "error": errors}
         if self.prepared():
             pixels = batch[self.column("pixel_values")]
             assert isinstance(pixels, np.ndarray)
@@ -115,3 +130,10 @@ class Caption(ModelOperator[CaptionConfig]):
         if self.prompt is not None:
             kwargs |= {"text": [self.prompt] * len(images), "padding": True}
         return {self.config.output: generate_texts(self, len(images), **kwargs)}
+
+    def caption_images(self, images: list[Any]) -> list[str]:
+        """Captions of images decoded on the device (:meth:`on_encoded`), the processor run there."""
+        text: dict[str, Any] = {} if self.prompt is None else {"text": [self.prompt] * len(images), "padding": True}
+        inputs = processor_inputs(self.processor, images, self.device, **text)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model_dtype)
+        return generate_inputs(self, inputs)

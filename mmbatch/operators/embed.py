@@ -12,11 +12,12 @@ from mmbatch.core.models import pooled
 
 from .base import register
 from .model import ModelConfig, ModelOperator
-from .pixels import DeviceDecodeKeys, decode_batch, device_pixel_values
+from .pixels import DeviceDecodeKeys
 
 
 class EmbedConfig(ModelConfig, DeviceDecodeKeys):
-    image: str | None = Field("pixels", description="pixel column from decode_image; null to skip images")
+    image: str | None = Field("pixels", description="pixel column from decode_image (with decode_on_device: "
+                              "encoded image bytes); null to skip images")
     text: str | None = Field(None, description="string column to embed as text")
     image_output: str = "image_embedding"
     text_output: str = "text_embedding"
@@ -56,7 +57,7 @@ class Embed(ModelOperator[EmbedConfig]):
         cfg = self.config
         cols = {}
         if cfg.image:
-            cols[cfg.image] = "encoded image bytes" if cfg.decode_on_device else "RGB pixels"
+            cols[cfg.image] = cfg.image_input()
         if cfg.text:
             cols[cfg.text] = "text"
         return cols
@@ -69,12 +70,6 @@ class Embed(ModelOperator[EmbedConfig]):
         if cfg.text:
             cols[cfg.text_output] = "text embedding, fixed_size_list<float32>[d]"
         return cols
-
-    def media_inputs(self) -> set[str]:
-        return {self.config.image} if self.config.image and self.config.decode_on_device else set()
-
-    def prepared_from(self) -> set[str]:
-        return {c for c in self.inputs() if not (c == self.config.image and self.config.decode_on_device)}
 
     def prepared(self) -> dict[str, str]:
         cfg, cols = self.config, {}
@@ -111,7 +106,8 @@ class Embed(ModelOperator[EmbedConfig]):
         cfg = self.config
         out: dict[str, Any] = {}
         if cfg.image and cfg.decode_on_device:
-            out[cfg.image_output], out["error"] = self.embed_encoded(batch[cfg.image])
+            rows, out["error"] = self.on_encoded(batch[cfg.image], self.image_embeddings)
+            out[cfg.image_output] = stacked(rows)
         elif cfg.image:
             pixels = batch[self.column("pixel_values")]
             assert isinstance(pixels, np.ndarray)
@@ -126,27 +122,18 @@ class Embed(ModelOperator[EmbedConfig]):
                 out[cfg.text_output] = to_numpy(pooled(features), cfg.normalize)
         return out
 
-    def embed_encoded(self, encoded: Column) -> tuple[np.ndarray, list[str | None]]:
-        """Embeddings of encoded images decoded and preprocessed on this worker's device, in
-        the largest sub-batches that fit it; rows that cannot be decoded get an error and a
-        zero row (masked as null)."""
+    def image_embeddings(self, images: list[Any]) -> np.ndarray:
+        """Embeddings of images decoded on the device (:meth:`on_encoded`), preprocessed there."""
+        with self.on_device():
+            features = self.model.get_image_features(pixel_values=self.device_pixels(images))
+            return to_numpy(pooled(features), self.config.normalize)
 
-        def run(start: int, stop: int) -> list[tuple[list[str | None], np.ndarray | None]]:
-            images, errors = decode_batch(encoded[start:stop], self.device, self.config.max_pixels,
-                                          self.config.allowed_roots)
-            good = [images[i] for i, e in enumerate(errors) if e is None]
-            if not good:
-                return [(errors, None)]
-            with self.on_device():
-                pixels = device_pixel_values(self.processor.image_processor, good, self.device)
-                features = self.model.get_image_features(pixel_values=pixels.to(self.model_dtype))
-                return [(errors, to_numpy(pooled(features), self.config.normalize))]
 
-        parts = self.fitted(len(encoded), run)
-        errors = [e for part_errors, _ in parts for e in part_errors]
-        embeddings = [emb for _, emb in parts if emb is not None]
-        if not embeddings:
-            return np.zeros((len(errors), 0), np.float32), errors
-        out = np.zeros((len(errors), embeddings[0].shape[1]), np.float32)
-        out[[i for i, e in enumerate(errors) if e is None]] = np.concatenate(embeddings)
-        return out, errors
+def stacked(rows: list[np.ndarray | None]) -> np.ndarray:
+    """Rows of one embedding each as one ``(n, d)`` array; a failed row (None) is zeros (its
+    output is masked as null)."""
+    dims = {r.shape for r in rows if r is not None}
+    if not dims:
+        return np.zeros((len(rows), 0), np.float32)
+    zeros = np.zeros(dims.pop(), np.float32)
+    return np.stack([zeros if r is None else r for r in rows])

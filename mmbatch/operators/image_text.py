@@ -78,7 +78,7 @@ def chat_prompt(processor: Any, text: str | None, n_images: int = 1, image_token
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
-def _generate(op: ModelOperator[Any], inputs: Any) -> list[str]:
+def generate_inputs(op: ModelOperator[Any], inputs: Any) -> list[str]:
     """``op.model.generate`` on model inputs already on the device -> the decoded texts,
     without the prompt that decoder-only models echo."""
     cfg: GenerationConfig = op.config
@@ -98,7 +98,7 @@ def generate_texts(op: ModelOperator[Any], n: int, **processor_kwargs: Any) -> l
         inputs = op.processor(**kwargs, return_tensors="pt").to(op.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(op.model_dtype)
-        return _generate(op, inputs)
+        return generate_inputs(op, inputs)
 
     return op.fitted(n, run)
 
@@ -146,6 +146,6 @@ def generate_prepared(op: ModelOperator[Any], pixels: np.ndarray, input_ids: lis
             rows = [np.asarray(r).tolist() for r in input_ids[start:stop]]
             padded = op.processor.tokenizer.pad({"input_ids": rows}, return_tensors="pt")
             inputs |= {k: v.to(op.device) for k, v in padded.items()}
-        return _generate(op, inputs)
+        return generate_inputs(op, inputs)
 
     return op.fitted(len(pixels), run)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -20,6 +20,7 @@ from mmbatch.core.resources import Resources
 
 from .base import OpConfig, Operator
 from .image_prep import ImagePrep, standard_image_prep
+from .pixels import DeviceDecodeKeys, decode_batch, processor_inputs
 
 
 class ModelConfig(OpConfig, LoadKeys):
@@ -36,6 +37,7 @@ class ModelConfig(OpConfig, LoadKeys):
 
 MC = TypeVar("MC", bound=ModelConfig)
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ModelOperator(Operator[MC]):
@@ -75,6 +77,19 @@ class ModelOperator(Operator[MC]):
             self.image_prep = standard_image_prep(path)
         if self.image_prep is None:
             self.load_processors(path)
+
+    def device_decoded(self) -> str | None:
+        """The image column this step decodes itself, on its device (``decode_on_device``:
+        encoded bytes in, no ``decode_image`` step and no prepare stage for it), or None."""
+        cfg = self.config
+        return cfg.image if isinstance(cfg, DeviceDecodeKeys) and cfg.decode_on_device else None
+
+    def media_inputs(self) -> set[str]:
+        column = self.device_decoded()
+        return {column} if column else set()
+
+    def prepared_from(self) -> set[str]:
+        return super().prepared_from() - self.media_inputs()
 
     def prepares_pixels_only(self, path: str) -> bool:
         """Whether this step's prepare stage computes the images' ``pixel_values`` alone
@@ -169,6 +184,36 @@ class ModelOperator(Operator[MC]):
                 return [forward(values)]
 
         return self.fitted(len(pixels), run)
+
+    def on_encoded(
+        self, encoded: Column, forward: Callable[[list[Any]], Iterable[R]]
+    ) -> tuple[list[R | None], list[str | None]]:
+        """``forward(images)`` for the rows of ``encoded`` (image bytes) that decode on this
+        worker's device (:func:`~.pixels.decode_batch`: nvJPEG on CUDA, PIL for the rest), in
+        the largest sub-batches that fit (:meth:`fitted`). ``images`` are ``(3, H, W)`` uint8
+        tensors on the device; ``forward`` returns one result per image and takes the device
+        lock (:meth:`on_device`) itself. Returns one result per row (None where the row
+        failed) and each row's error (None where it did not)."""
+        cfg = self.config
+        assert isinstance(cfg, DeviceDecodeKeys), f"{self.name} does not decode images"
+
+        def run(start: int, stop: int) -> list[tuple[list[R | None], list[str | None]]]:
+            images, errors = decode_batch(encoded[start:stop], self.device, cfg.max_pixels, cfg.allowed_roots)
+            good = [i for i, e in enumerate(errors) if e is None]
+            results: list[R | None] = [None] * (stop - start)
+            if good:
+                for i, result in zip(good, forward([images[i] for i in good]), strict=True):
+                    results[i] = result
+            return [(results, errors)]
+
+        parts = self.fitted(len(encoded), run)
+        return [r for results, _ in parts for r in results], [e for _, errors in parts for e in errors]
+
+    def device_pixels(self, images: list[Any]) -> Any:
+        """The ``pixel_values`` of decoded images (:meth:`on_encoded`), computed on the device
+        by the step's image processor, in the model's dtype."""
+        return processor_inputs(getattr(self.processor, "image_processor", self.processor), images,
+                                self.device)["pixel_values"].to(self.model_dtype)
 
     def column(self, key: str) -> str:
         """The name of a prepared column of this step (transient, never written)."""

@@ -1,6 +1,9 @@
 """Image decoding and preprocessing in the model worker, on its device, from encoded bytes
-(``decode_on_device``: nvJPEG on a GPU). In a prepare stage of CPU tasks the processor runs
-through :meth:`ModelOperator.pixel_values <mmbatch.operators.model.ModelOperator.pixel_values>`."""
+(``decode_on_device``: nvJPEG on a GPU), for every step that reads images (``embed``,
+``classify``, ``caption``): :meth:`ModelOperator.on_encoded
+<mmbatch.operators.model.ModelOperator.on_encoded>`. In a prepare stage of CPU tasks the
+processor runs through :meth:`ModelOperator.pixel_values
+<mmbatch.operators.model.ModelOperator.pixel_values>` instead."""
 
 from __future__ import annotations
 
@@ -19,15 +22,22 @@ from .image import DecodeImageConfig, read_image
 class DeviceDecodeKeys(PathAccessKeys):
     """The keys of a vision step that can decode its images itself."""
 
+    image: str | None = Field("pixels", description="pixel column from decode_image (with decode_on_device: "
+                              "the column of encoded image bytes)")
     decode_on_device: bool = Field(
         False,
         description="the image column holds encoded bytes, decoded in the model worker on its device "
         "(JPEG: torchvision's decode_jpeg, nvJPEG on a GPU; anything it refuses: PIL, row by row), "
-        "then resized and normalised there by the processor; no decode_image step needed",
+        "then preprocessed there by the processor (no prepare tasks); no decode_image step needed",
     )
     max_pixels: int = Field(
         DecodeImageConfig().max_pixels, ge=1, description="decode_on_device: refuse images declaring more pixels"
     )
+
+
+    def image_input(self) -> str:
+        """What the image column holds, for the step's description of its inputs."""
+        return "encoded image bytes" if self.decode_on_device else "RGB pixels"
 
 
 def _declared_size(data: bytes) -> tuple[int, int]:
@@ -85,16 +95,19 @@ def decode_batch(
     return images, errors
 
 
-def device_pixel_values(image_processor: Any, images: list[Any], device: str) -> Any:
-    """The processor's ``pixel_values`` of ``(3, H, W)`` uint8 tensors, computed on ``device``
-    when the processor runs on torch (transformers' torchvision backend), else on the CPU."""
+def processor_inputs(processor: Any, images: list[Any], device: str, **kwargs: Any) -> Any:
+    """``processor(images=..., **kwargs)`` for ``(3, H, W)`` uint8 tensors on ``device``, as
+    torch tensors on ``device``: computed there when the image processor runs on torch
+    (transformers' torchvision backend), else on the CPU from numpy copies. ``processor`` is
+    an image processor or a processor holding one (``.image_processor``) with text kwargs."""
     import importlib
 
     try:
         torch_backend = getattr(importlib.import_module("transformers.image_processing_backends"), "TorchvisionBackend", None)
     except ImportError:  # a transformers without backends: its processors take numpy
         torch_backend = None
+    image_processor = getattr(processor, "image_processor", processor)
     if torch_backend is not None and isinstance(image_processor, torch_backend):
-        return image_processor(images=images, device=device, return_tensors="pt")["pixel_values"]
+        return processor(images=images, device=device, return_tensors="pt", **kwargs).to(device)
     arrays = [t.permute(1, 2, 0).cpu().numpy() for t in images]
-    return image_processor(images=arrays, return_tensors="pt")["pixel_values"].to(device)
+    return processor(images=arrays, return_tensors="pt", **kwargs).to(device)

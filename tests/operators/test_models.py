@@ -232,35 +232,58 @@ def test_a_row_the_processor_rejects_is_an_error_row_of_that_step(tiny_models):
     assert out.column("image_embedding").null_count == 1
 
 
-def test_decode_on_device_equals_decode_image_then_embed_and_keeps_bad_rows_as_errors(tiny_models, images):
-    """The GPU-decode path (nvJPEG through torchvision on CUDA) runs the same code on the CPU
-    here: JPEGs decoded in one batch, anything else through PIL, bad bytes as error rows."""
+def _ok_values(table: pa.Table, outputs: list[str], ok: list[int]) -> dict[str, list]:
+    return {name: [column_to_python(table.column(name))[i] for i in ok] for name in outputs}
+
+
+@pytest.mark.parametrize(("name", "model", "keys", "outputs", "forward"), [
+    ("embed", "clip", {}, ["image_embedding"], "get_image_features"),
+    ("classify", "vit_classifier", {}, ["label_topk", "label_scores"], "forward"),
+    ("classify", "clip", {"labels": ["cat", "dog", "red square"]}, ["label_topk", "label_scores"], "get_image_features"),
+    ("caption", "blip_captioner", {"max_new_tokens": 8}, ["caption"], "generate"),
+    ("caption", "blip_captioner", {"max_new_tokens": 8, "prompt": "a picture of"}, ["caption"], "generate"),
+])
+def test_decode_on_device_equals_decode_image_then_the_step_and_keeps_bad_rows_as_errors(
+        tiny_models, images, name, model, keys, outputs, forward):
+    """The GPU-decode path (nvJPEG through torchvision on CUDA, the processor on the device)
+    runs the same code on the CPU here: JPEGs decoded in one batch, anything else through
+    PIL, bad bytes as error rows; the rows that decode get what decode_image and the step's
+    prepare tasks give them."""
     from mmbatch.testing.images import bad_image_bytes
 
-    clip = str(tiny_models("clip"))
+    path = str(tiny_models(model))
     bad = bad_image_bytes()
     encoded = [encode(images[0], "JPEG"), bad["corrupt"], encode(images[1], "PNG"), bad["truncated"],
                encode(images[2], "JPEG"), bad["bomb"], encode(images[3].convert("L"), "JPEG")]
     table = pa.table({"id": [str(i) for i in range(len(encoded))], "image": encoded})
-    got = make_op("embed", model=clip, image="image", decode_on_device=True)(table)
-    ref = run_ops(table, make_op("decode_image"), make_op("embed", model=clip))
+    op = make_op(name, model=path, image="image", decode_on_device=True, **keys)
+    assert op.media_inputs() == {"image"} and not op.prepared() and op.preparer() is None
+    got = op(table)
+    ref = run_ops(table, make_op("decode_image"), prepare_stage(name, model=path, **keys), make_op(name, model=path, **keys))
     errors = got.column("error").to_pylist()
     assert [e is None for e in errors] == [True, False, True, False, True, False, True]
-    assert errors[1].startswith("embed: ") and "truncated" in errors[3].lower() and "pixels" in errors[5]
+    assert errors[1].startswith(f"{name}: ") and "truncated" in errors[3].lower() and "pixels" in errors[5]
+    assert all(got.column(o).null_count == 3 for o in outputs)
     ok = [i for i, e in enumerate(errors) if e is None]
-    g = np.stack([column_to_python(got.column("image_embedding"))[i] for i in ok])
-    r = np.stack([column_to_python(ref.column("image_embedding"))[i] for i in ok])
-    np.testing.assert_allclose(g, r, atol=1e-6)
+    g, r = _ok_values(got, outputs, ok), _ok_values(ref, outputs, ok)
 
-    # a batch too big for the device: decoded and embedded again in halves, bad rows kept in place
-    op = make_op("embed", model=clip, image="image", decode_on_device=True)
-    calls = fits_on_device(op, "get_image_features", 2)
+    def assert_same(a: dict[str, list], b: dict[str, list]) -> None:
+        for o in outputs:
+            if isinstance(a[o][0], str | list) and isinstance(np.ravel(a[o][0])[0], str):
+                assert a[o] == b[o], o
+            else:
+                np.testing.assert_allclose(np.stack(a[o]), np.stack(b[o]), atol=1e-6, err_msg=o)
+
+    assert_same(g, r)
+
+    # a batch too big for the device: decoded and run again in halves, bad rows kept in place
+    op = make_op(name, model=path, image="image", decode_on_device=True, **keys)
+    calls = fits_on_device(op, forward, 2)
     split = op(table)
     assert split.column("error").to_pylist() == errors
     # 7 rows, 4 of them good: 4 do not fit; then rows 0-2 (2 good), 3-5 (1), 6 (1)
     assert calls == [4, 2, 1, 1] and op.fit_size == 3
-    s = np.stack([column_to_python(split.column("image_embedding"))[i] for i in ok])
-    np.testing.assert_allclose(s, g, atol=1e-6)
+    assert_same(_ok_values(split, outputs, ok), g)
 
 
 def test_generation_that_runs_out_of_device_memory_is_split_and_gives_the_same_captions(tiny_models, decoded):

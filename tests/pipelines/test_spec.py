@@ -70,6 +70,17 @@ def test_column_chaining_and_id_column_are_checked_before_launch(tmp_path):
         check_columns(job, ["id", "picture"])
 
 
+def test_decode_on_device_reads_the_encoded_column_itself_and_not_with_vllm(tmp_path):
+    """caption (as embed and classify) with decode_on_device reads the source's bytes
+    column without a decode_image step; vLLM, which runs its own processor, refuses it."""
+    direct = BASE.replace("  - op: decode_image\n", "").replace("max_new_tokens: 5", "max_new_tokens: 5\n    image: image\n"
+                                                                   "    decode_on_device: true")
+    job = load_job(write(tmp_path, direct))
+    assert [s.op for s in job.steps] == ["caption"] and job.steps[0].build().media_inputs() == {"image"}
+    with pytest.raises(JobSpecError, match=r"steps\[0\] \(op: caption\).*decode_on_device.*decode_image step instead"):
+        load_job(write(tmp_path, direct.replace("max_new_tokens: 5", "max_new_tokens: 5\n    backend: vllm")))
+
+
 def test_env_interpolation_and_overrides(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA", "s3://bucket/x")
     assert interpolate("${DATA}/a ${NOPE:-def}") == "s3://bucket/x/a def"
