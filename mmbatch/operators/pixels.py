@@ -16,7 +16,7 @@ from pydantic import Field
 from mmbatch.core.columns import Column
 from mmbatch.core.files import PathAccessKeys
 
-from .image import DecodeImageConfig, read_image
+from .image import ORIENTATION, DecodeImageConfig, read_image
 
 
 class DeviceDecodeKeys(PathAccessKeys):
@@ -40,11 +40,31 @@ class DeviceDecodeKeys(PathAccessKeys):
         return "encoded image bytes" if self.decode_on_device else "RGB pixels"
 
 
-def _declared_size(data: bytes) -> tuple[int, int]:
+def _jpeg_header(data: bytes) -> tuple[int, int, int]:
+    """A JPEG's declared width, height and EXIF orientation (1: upright), from its header."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:  # reads the header only
-        return img.size
+        return (*img.size, int(img.getexif().get(ORIENTATION, 1)))
+
+
+def upright(image: Any, orientation: int) -> Any:
+    """A ``(3, H, W)`` tensor turned upright by its EXIF orientation, on its device: what
+    ``PIL.ImageOps.exif_transpose`` does to the decoded image (2 mirrors it, 3 turns it
+    half round, 4 flips it, 5-8 turn it a quarter, mirrored or not)."""
+    import torch
+
+    rows, cols = -2, -1
+    turned = {
+        2: lambda t: t.flip(cols),
+        3: lambda t: t.flip(rows, cols),
+        4: lambda t: t.flip(rows),
+        5: lambda t: t.transpose(rows, cols),
+        6: lambda t: torch.rot90(t, -1, (rows, cols)),
+        7: lambda t: t.transpose(rows, cols).flip(rows, cols),
+        8: lambda t: torch.rot90(t, 1, (rows, cols)),
+    }.get(orientation)
+    return image if turned is None else turned(image).contiguous()
 
 
 def decode_batch(
@@ -52,8 +72,9 @@ def decode_batch(
 ) -> tuple[list[Any], list[str | None]]:
     """Encoded images -> RGB ``(3, H, W)`` uint8 tensors on ``device``, and one error (or
     None) per row. JPEGs are decoded in one batched ``torchvision.io.decode_jpeg`` on the
-    device (nvJPEG on CUDA, libjpeg-turbo on a CPU); any row it refuses (PNG, CMYK, corrupt)
-    falls back to PIL alone; a row neither can decode gets the error."""
+    device (nvJPEG on CUDA, libjpeg-turbo on a CPU) and turned upright there by their EXIF
+    orientation, as ``decode_image`` does; any row it refuses (PNG, CMYK, corrupt) falls
+    back to PIL alone; a row neither can decode gets the error."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -61,12 +82,13 @@ def decode_batch(
     images: list[Any] = [None] * n
     errors: list[str | None] = [None] * n
     jpegs: list[int] = []
+    orientations = [1] * n
     for i, data in enumerate(encoded):
         # a JPEG from start (SOI) to end (EOI); a truncated one goes to PIL, which says so
         # (nvJPEG may fill the missing part instead of failing)
         if isinstance(data, bytes) and data[:3] == b"\xff\xd8\xff" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
             try:
-                w, h = _declared_size(data)
+                w, h, orientations[i] = _jpeg_header(data)
             except Exception:  # noqa: BLE001 - left to the PIL fallback, which names the cause
                 continue
             if w * h > max_pixels:
@@ -77,11 +99,11 @@ def decode_batch(
         raw = [torch.frombuffer(bytearray(encoded[i]), dtype=torch.uint8) for i in jpegs]
         try:
             for i, t in zip(jpegs, decode_jpeg(raw, mode=ImageReadMode.RGB, device=device), strict=True):
-                images[i] = t
+                images[i] = upright(t, orientations[i])
         except RuntimeError:  # one bad JPEG fails the batch: decode them one by one
             for i, r in zip(jpegs, raw, strict=True):
                 try:
-                    images[i] = decode_jpeg(r, mode=ImageReadMode.RGB, device=device)
+                    images[i] = upright(decode_jpeg(r, mode=ImageReadMode.RGB, device=device), orientations[i])
                 except RuntimeError:
                     pass
     for i in range(n):

@@ -136,20 +136,26 @@ def synthetic_image(i: int, size: tuple[int, int] = (64, 64), mode: str = "RGB")
     return img if mode == "RGB" else img.convert(mode)
 
 
-def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 90) -> bytes:
+def encode(img: Image.Image, fmt: str = "JPEG", quality: int = 90, orientation: int | None = None) -> bytes:
     """Encode ``img`` as ``fmt`` (``"JPEG"``, ``"PNG"``, or any format Pillow writes).
 
-    ``quality`` applies to lossy formats; the output is deterministic for a given image."""
+    ``quality`` applies to lossy formats; ``orientation`` (1-8) writes that EXIF orientation
+    tag, as a camera held sideways does. The output is deterministic for a given image."""
     fmt = fmt.upper()
     if fmt == "JPG":
         fmt = "JPEG"
+    extra = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        extra["exif"] = exif.tobytes()
     buf = io.BytesIO()
     if fmt == "JPEG":
-        img.convert("RGB").save(buf, format="JPEG", quality=quality)
+        img.convert("RGB").save(buf, format="JPEG", quality=quality, **extra)
     elif fmt == "WEBP":
-        img.save(buf, format="WEBP", quality=quality)
+        img.save(buf, format="WEBP", quality=quality, **extra)
     else:
-        img.save(buf, format=fmt)
+        img.save(buf, format=fmt, **extra)
     return buf.getvalue()
 
 

@@ -2,6 +2,7 @@ import io
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from PIL import Image
 
 from mmbatch.testing.images import bad_image_bytes, encode, synthetic_image
@@ -129,6 +130,24 @@ def test_pixels_are_what_a_viewer_shows():
     gif = _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
     px, err, out = _decode(gif)
     assert err is None and px.max() == 0 and out.column("image_frames").to_pylist() == [3]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_device_decode_turns_a_jpeg_upright_as_decode_image_does(orientation):
+    """decode_on_device (torchvision's decode_jpeg, nvJPEG on CUDA) reads the EXIF orientation
+    from the header and turns the decoded tensor on the device: the same pixels as PIL's
+    exif_transpose in decode_image, for each of the eight orientations."""
+    from mmbatch.operators.image import read_image
+    from mmbatch.operators.pixels import decode_batch
+
+    blocks = np.zeros((24, 40, 3), np.uint8)  # four flat blocks: no turn or mirror maps it onto itself
+    blocks[:12, :16], blocks[:12, 16:], blocks[12:, :16], blocks[12:, 16:] = (250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0)
+    data = encode(Image.fromarray(blocks), "JPEG", quality=95, orientation=orientation)
+    (image,), (error,) = decode_batch([data], "cpu", 10**8)
+    expected = read_image(data)[0]
+    assert error is None and np.array_equal(image.permute(1, 2, 0).numpy(), expected)
+    as_stored = read_image(data, exif_transpose=False)[0]
+    assert np.array_equal(expected, as_stored) == (orientation == 1)  # the turn shows in the pixels
 
 
 def test_path_columns_open_only_files_under_the_allowed_roots(tmp_path):

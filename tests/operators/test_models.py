@@ -246,15 +246,15 @@ def _ok_values(table: pa.Table, outputs: list[str], ok: list[int]) -> dict[str, 
 def test_decode_on_device_equals_decode_image_then_the_step_and_keeps_bad_rows_as_errors(
         tiny_models, images, name, model, keys, outputs, forward):
     """The GPU-decode path (nvJPEG through torchvision on CUDA, the processor on the device)
-    runs the same code on the CPU here: JPEGs decoded in one batch, anything else through
-    PIL, bad bytes as error rows; the rows that decode get what decode_image and the step's
-    prepare tasks give them."""
+    runs the same code on the CPU here: JPEGs decoded in one batch (one held sideways, by its
+    EXIF orientation), anything else through PIL, bad bytes as error rows; the rows that
+    decode get what decode_image and the step's prepare tasks give them."""
     from mmbatch.testing.images import bad_image_bytes
 
     path = str(tiny_models(model))
     bad = bad_image_bytes()
     encoded = [encode(images[0], "JPEG"), bad["corrupt"], encode(images[1], "PNG"), bad["truncated"],
-               encode(images[2], "JPEG"), bad["bomb"], encode(images[3].convert("L"), "JPEG")]
+               encode(images[2], "JPEG", orientation=6), bad["bomb"], encode(images[3].convert("L"), "JPEG")]
     table = pa.table({"id": [str(i) for i in range(len(encoded))], "image": encoded})
     op = make_op(name, model=path, image="image", decode_on_device=True, **keys)
     assert op.media_inputs() == {"image"} and not op.prepared() and op.preparer() is None
