@@ -44,10 +44,11 @@ class Embed(ModelOperator[EmbedConfig]):
     """Image and/or text embeddings from any model with ``get_image_features`` /
     ``get_text_features`` (CLIP, SigLIP, ...), loaded with ``AutoModel``/``AutoProcessor``.
 
-    Inputs: ``image`` (pixels) and/or ``text``. Outputs: ``image_output`` /
-    ``text_output`` as ``fixed_size_list<float32>[d]``. The processor (resize, crop,
+    Inputs: ``image`` (pixels, or encoded bytes) and/or ``text``. Outputs: ``image_output``
+    / ``text_output`` as ``fixed_size_list<float32>[d]``. The processor (resize, crop,
     normalise, tokenise) runs in a prepare stage of CPU tasks; the workers only run the
-    model. Resources: 1 actor, 1 CPU by default; set ``resources.gpus`` to run on GPUs.
+    model (with ``decode_on_device``, they decode and preprocess the images on their
+    device). Resources: 1 actor, 1 CPU by default; set ``resources.gpus`` to run on GPUs.
     """
 
     default_batch_size = 32

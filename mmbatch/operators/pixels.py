@@ -34,7 +34,6 @@ class DeviceDecodeKeys(PathAccessKeys):
         DecodeImageConfig().max_pixels, ge=1, description="decode_on_device: refuse images declaring more pixels"
     )
 
-
     def image_input(self) -> str:
         """What the image column holds, for the step's description of its inputs."""
         return "encoded image bytes" if self.decode_on_device else "RGB pixels"
