@@ -11,6 +11,8 @@ compute of the real model; ``--arch tiny`` for a quick run), N synthetic 640x480
 * actor    - the job's caption actor alone, without Ray: the engine's own worker callables in
              this process, on prepared batches of that size (two calls at once on a GPU, as
              the job runs them): what the job's steady rate would be if Ray cost nothing;
+* actor-gpu-decode - the same for ``job-gpu-decode``'s actor, its batches the corpus's JPEG
+             bytes;
 * generate - ``model.generate`` alone on ready tensors at that batch size (the ceiling; on
              a CPU, and for ``actor``, with the C heap the job gives its model actors,
              ``mmbatch.pipelines.heap``);
@@ -130,8 +132,8 @@ def job(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]
             "summary": summary.render()}
 
 
-def actor(args: argparse.Namespace) -> dict[str, Any]:
-    return model_step_alone(job_spec(args), calls=max(2, args.n // args.batch_size))
+def actor(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]:
+    return model_step_alone(job_spec(args, device_decode), calls=max(2, args.n // args.batch_size))
 
 
 def main() -> None:
@@ -144,15 +146,15 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", default="job,job-gpu-decode,actor,generate,loop",
+    ap.add_argument("--only", default="job,job-gpu-decode,actor,actor-gpu-decode,generate,loop",
                     help="comma-separated contenders to run (without job: generate and loop at --batch-size)")
     ap.add_argument("--workdir", default=None)
     add_contender_args(ap)
     ap.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.contender:
-        fn = {"job": job, "job-gpu-decode": lambda a: job(a, device_decode=True), "actor": actor, "generate": generate,
-              "loop": loop}[args.contender]
+        fn = {"job": job, "job-gpu-decode": lambda a: job(a, device_decode=True), "actor": actor,
+              "actor-gpu-decode": lambda a: actor(a, device_decode=True), "generate": generate, "loop": loop}[args.contender]
         return emit(measure(lambda: fn(args)))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="mmbatch-bench-caption-"))
     model = build(work / f"blip-{args.arch}-random", args.arch)
@@ -163,14 +165,14 @@ def main() -> None:
     print(f"machine: {machine()}; BLIP-{args.arch} (random weights), {args.dtype} on {args.device}, "
           f"{args.tokens} new tokens, {args.n} JPEGs")
     jobs = ("job", "job-gpu-decode")
-    names = [n for n in (*jobs, "actor", "generate", "loop") if n in args.only.split(",")]
+    names = [n for n in (*jobs, "actor", "actor-gpu-decode", "generate", "loop") if n in args.only.split(",")]
     got: dict[str, dict[str, Any]] = {}
     for name in (n for n in names if n in jobs):
         got[name] = run_contender(__file__, name, [*common, "--batch-size", str(args.batch_size)])
     chosen = (got["job"]["batch"] or args.batch_size) if "job" in got else args.batch_size
     for name in (n for n in names if n not in jobs):
         got[name] = run_contender(__file__, name, [*common, "--batch-size", str(chosen)],
-                                  model_heap=name in ("generate", "actor") and args.device == "cpu")
+                                  model_heap=name in ("generate", "actor", "actor-gpu-decode") and args.device == "cpu")
     for name, f in got.items():
         steady = f" (steady {f['steady_img_s']:.2f} img/s)" if "steady_img_s" in f else ""
         print(f"{name:14s} {f['img_s']:8.2f} img/s{steady}   peak PSS {f['peak_pss_mib']:6.0f} MiB")
@@ -183,13 +185,14 @@ def main() -> None:
             print(f"job chose sub-batches of {chosen}")
         for name in (n for n in jobs if n in got):
             print(f"{name} / generate: wall {got[name]['img_s'] / g:.3f}, steady {got[name]['steady_img_s'] / g:.3f}")
-        if "actor" in got:
-            a = got["actor"]
-            print(f"actor / generate: {a['img_s'] / g:.3f} over all calls, {a['img_s_after_first'] / g:.3f} after the first")
+        for name in (n for n in ("actor", "actor-gpu-decode") if n in got):
+            a = got[name]
+            print(f"{name} / generate: {a['img_s'] / g:.3f} over all calls, {a['img_s_after_first'] / g:.3f} after the first")
         if "loop" in got:
             print(f"loop / generate {got['loop']['img_s'] / g:.3f}")
-    if "job" in got and "actor" in got:
-        print(f"job steady / actor alone {got['job']['steady_img_s'] / got['actor']['img_s']:.3f}")
+    for job_name, actor_name in (("job", "actor"), ("job-gpu-decode", "actor-gpu-decode")):
+        if job_name in got and actor_name in got:
+            print(f"{job_name} steady / {actor_name} alone {got[job_name]['steady_img_s'] / got[actor_name]['img_s']:.3f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ over its whole run in that process, model load included:
              them): what the job's steady rate would be if Ray cost nothing; on a CPU with
              the C heap the job gives its model actors;
 * job-gpu-decode - mmbatch ``embed`` with ``decode_on_device``: JPEG bytes to the actor,
-             decoded and preprocessed on its device.
+             decoded and preprocessed on its device;
+* actor-gpu-decode - that job's embed actor alone, without Ray, as ``actor`` (its batches
+             are the corpus's JPEG bytes): set against the chain's loop, what the operator
+             costs; against ``job-gpu-decode``'s steady rate, what Ray costs;
 * job-4actors - as ``job-gpu-decode``, with 4 embed actors sharing the device (0.25 GPU
              each on CUDA): the model step is the bottleneck there, so sharing shows.
 
@@ -65,7 +68,8 @@ from common import (  # noqa: E402
 # distinct input batches the forward cycles through (8 x 32 x 3 x 224 x 224 float32: 154 MB)
 DISTINCT_INPUTS = 8
 
-CONTENDERS = ("forward", "forward-glibc-heap", "chain", "raydata", "loop", "job", "actor", "job-gpu-decode", "job-4actors")
+CONTENDERS = ("forward", "forward-glibc-heap", "chain", "raydata", "loop", "job", "actor", "job-gpu-decode",
+              "actor-gpu-decode", "job-4actors")
 
 
 def _torch_dtype(name: str) -> Any:
@@ -222,13 +226,14 @@ def job(args: argparse.Namespace, device_decode: bool = False, actors: int = 1) 
             "summary": summary.render()}
 
 
-def actor(args: argparse.Namespace) -> dict[str, Any]:
-    return model_step_alone(job_spec(args), calls=-(-args.n // args.batch_size))
+def actor(args: argparse.Namespace, device_decode: bool = False) -> dict[str, Any]:
+    return model_step_alone(job_spec(args, device_decode), calls=-(-args.n // args.batch_size))
 
 
 def run_one(args: argparse.Namespace) -> None:
     fn = {"forward": forward, "forward-glibc-heap": forward, "chain": chain, "raydata": raydata, "loop": loop, "job": job,
           "actor": actor, "job-gpu-decode": lambda a: job(a, device_decode=True),
+          "actor-gpu-decode": lambda a: actor(a, device_decode=True),
           "job-4actors": lambda a: job(a, device_decode=True, actors=4)}[args.contender]
     emit(measure(lambda: fn(args)))
 
@@ -267,7 +272,7 @@ def main() -> None:
           f"{row_groups_label(groups)}")
     got: dict[str, dict[str, Any]] = {}
     for name in args.only.split(","):
-        got[name] = run_contender(__file__, name, common, model_heap=name in ("forward", "actor") and args.device == "cpu")
+        got[name] = run_contender(__file__, name, common, model_heap=name in ("forward", "actor", "actor-gpu-decode") and args.device == "cpu")
         f = got[name]
         steady = f" (steady {f['steady_img_s']:.1f} img/s)" if "steady_img_s" in f else ""
         e2e = f", end to end {args.n / f['wall_s']:.1f}" if not name.startswith(("forward", "actor")) else ""
@@ -288,10 +293,14 @@ def main() -> None:
         c = args.n / got["chain"]["wall_s"]
         ratios = ", ".join(f"{k} {args.n / v['wall_s'] / c:.3f}" for k, v in got.items()
                            if k != "chain" and not k.startswith(("forward", "actor")))
-        print(f"end to end, ratio to the chain's: {ratios}")
-    for base in ("forward", "forward-glibc-heap", "actor"):
-        if "job" in got and base in got:
-            print(f"job steady state / {base}: {got['job']['steady_img_s'] / got[base]['img_s']:.3f}")
+        if ratios:
+            print(f"end to end, ratio to the chain's: {ratios}")
+    for job_name, base in (("job", "forward"), ("job", "forward-glibc-heap"), ("job", "actor"),
+                           ("job-gpu-decode", "actor-gpu-decode")):
+        if job_name in got and base in got:
+            print(f"{job_name} steady state / {base}: {got[job_name]['steady_img_s'] / got[base]['img_s']:.3f}")
+    if "actor-gpu-decode" in got and "chain" in got:
+        print(f"actor-gpu-decode / chain: {got['actor-gpu-decode']['img_s'] / got['chain']['img_s']:.3f}")
 
 
 if __name__ == "__main__":
