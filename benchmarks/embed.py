@@ -142,7 +142,7 @@ def chain(args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(blobs), args.batch_size):
-            images, errors = decode_batch(blobs[i : i + args.batch_size], args.device, 2**31)
+            images = decode_batch(blobs[i : i + args.batch_size], args.device, 2**31).images
             pixels = processor_inputs(proc, images, args.device)["pixel_values"].to(_torch_dtype(args.dtype))
             model.get_image_features(pixel_values=pixels).pooler_output.float().cpu()
     return {"img_s": len(blobs) / (time.perf_counter() - t), "images": len(blobs)}

@@ -193,12 +193,14 @@ class ModelOperator(Operator[MC]):
         the largest sub-batches that fit (:meth:`fitted`). ``images`` are ``(3, H, W)`` uint8
         tensors on the device; ``forward`` returns one result per image and takes the device
         lock (:meth:`on_device`) itself. Returns one result per row (None where the row
-        failed) and each row's error (None where it did not)."""
+        failed) and each row's error (None where it did not). The step's ``decoded_by_pil``
+        counts the rows that could not be decoded on the device (the run summary shows it)."""
         cfg = self.config
         assert isinstance(cfg, DeviceDecodeKeys), f"{self.name} does not decode images"
 
         def run(start: int, stop: int) -> list[tuple[list[R | None], list[str | None]]]:
-            images, errors = decode_batch(encoded[start:stop], self.device, cfg.max_pixels, cfg.allowed_roots)
+            images, errors, by_pil = decode_batch(encoded[start:stop], self.device, cfg.max_pixels, cfg.allowed_roots)
+            self.stats["decoded_by_pil"] = self.stats.get("decoded_by_pil", 0) + by_pil  # the summary says how many
             good = [i for i, e in enumerate(errors) if e is None]
             results: list[R | None] = [None] * (stop - start)
             if good:

@@ -8,7 +8,7 @@ processor runs through :meth:`ModelOperator.pixel_values
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import Field
@@ -66,11 +66,22 @@ def upright(image: Any, orientation: int) -> Any:
     return image if turned is None else turned(image).contiguous()
 
 
+class Decoded(NamedTuple):
+    """A batch of images decoded by :func:`decode_batch`."""
+
+    images: list[Any]
+    """RGB ``(3, H, W)`` uint8 tensors on the device; None for a row that failed."""
+    errors: list[str | None]
+    """Each row's error, or None."""
+    by_pil: int
+    """Rows that PIL decoded, row by row on the CPU: not JPEGs, or JPEGs ``decode_jpeg`` refused."""
+
+
 def decode_batch(
     encoded: Column, device: str, max_pixels: int, allowed_roots: list[str] | None = None
-) -> tuple[list[Any], list[str | None]]:
+) -> Decoded:
     """Encoded images -> RGB ``(3, H, W)`` uint8 tensors on ``device``, and one error (or
-    None) per row. JPEGs are decoded in one batched ``torchvision.io.decode_jpeg`` on the
+    None) per row (:class:`Decoded`). JPEGs are decoded in one batched ``torchvision.io.decode_jpeg`` on the
     device (nvJPEG on CUDA, libjpeg-turbo on a CPU) and turned upright there by their EXIF
     orientation, as ``decode_image`` does; any row it refuses (PNG, CMYK, corrupt) falls
     back to PIL alone; a row neither can decode gets the error."""
@@ -105,6 +116,7 @@ def decode_batch(
                     images[i] = upright(decode_jpeg(r, mode=ImageReadMode.RGB, device=device), orientations[i])
                 except RuntimeError:
                     pass
+    by_pil = 0
     for i in range(n):
         if images[i] is None and errors[i] is None:
             try:
@@ -113,7 +125,8 @@ def decode_batch(
                 errors[i] = f"{type(exc).__name__}: {exc}"
                 continue
             images[i] = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).to(device)
-    return images, errors
+            by_pil += 1
+    return Decoded(images, errors, by_pil)
 
 
 def processor_inputs(processor: Any, images: list[Any], device: str, **kwargs: Any) -> Any:

@@ -63,6 +63,9 @@ class RunSummary:
             busy = s.get("seconds", 0.0)
             rate = s["rows"] / busy if busy else 0.0
             batch = f", sub-batches of up to {int(s['batch'])} rows" if s.get("batch") else ""
+            pil = int(s.get("decoded_by_pil", 0))  # decode_on_device: rows that did not decode on the device
+            if pil:
+                batch += f", {pil} image{'' if pil == 1 else 's'} decoded by PIL row by row (not JPEGs decode_jpeg takes)"
             n = int(s.get("batches", 0))
             batches = f" in {n} batch{'' if n == 1 else 'es'}" if n else ""
             span = s.get("span", 0.0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmbatch.core.columns import column_to_python
+from mmbatch.pipelines.summary import RunSummary
 from mmbatch.testing.images import encode, synthetic_image
 
 from .helpers import fits_on_device, make_op, prepare_stage, run_ops
@@ -259,6 +260,10 @@ def test_decode_on_device_equals_decode_image_then_the_step_and_keeps_bad_rows_a
     op = make_op(name, model=path, image="image", decode_on_device=True, **keys)
     assert op.media_inputs() == {"image"} and not op.prepared() and op.preparer() is None
     got = op(table)
+    # the PNG went to PIL, row by row; the summary says so (the other JPEGs decoded in one batch)
+    assert op.stats["decoded_by_pil"] == 1
+    summary = RunSummary("j", "out", 7, 4, 3, 0, 1.0, steps={f"steps[0] {name}": dict(op.stats)})
+    assert "1 image decoded by PIL row by row" in summary.render()
     ref = run_ops(table, make_op("decode_image"), prepare_stage(name, model=path, **keys), make_op(name, model=path, **keys))
     errors = got.column("error").to_pylist()
     assert [e is None for e in errors] == [True, False, True, False, True, False, True]
