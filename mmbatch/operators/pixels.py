@@ -8,6 +8,7 @@ processor runs through :meth:`ModelOperator.pixel_values
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -47,23 +48,24 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int]:
         return (*img.size, int(img.getexif().get(ORIENTATION, 1)))
 
 
-def upright(image: Any, orientation: int) -> Any:
-    """A ``(3, H, W)`` tensor turned upright by its EXIF orientation, on its device: what
-    ``PIL.ImageOps.exif_transpose`` does to the decoded image (2 mirrors it, 3 turns it
-    half round, 4 flips it, 5-8 turn it a quarter, mirrored or not)."""
-    import torch
+# EXIF orientation -> what PIL.ImageOps.exif_transpose does, on a (..., H, W) tensor: 2 mirrors
+# it, 3 turns it half round, 4 flips it, 5-8 turn it a quarter, mirrored or not
+_TURNS: dict[int, Callable[[Any], Any]] = {
+    2: lambda t: t.flip(-1),
+    3: lambda t: t.flip(-2, -1),
+    4: lambda t: t.flip(-2),
+    5: lambda t: t.transpose(-2, -1),
+    6: lambda t: t.rot90(-1, (-2, -1)),
+    7: lambda t: t.transpose(-2, -1).flip(-2, -1),
+    8: lambda t: t.rot90(1, (-2, -1)),
+}
 
-    rows, cols = -2, -1
-    turned = {
-        2: lambda t: t.flip(cols),
-        3: lambda t: t.flip(rows, cols),
-        4: lambda t: t.flip(rows),
-        5: lambda t: t.transpose(rows, cols),
-        6: lambda t: torch.rot90(t, -1, (rows, cols)),
-        7: lambda t: t.transpose(rows, cols).flip(rows, cols),
-        8: lambda t: torch.rot90(t, 1, (rows, cols)),
-    }.get(orientation)
-    return image if turned is None else turned(image).contiguous()
+
+def upright(image: Any, orientation: int) -> Any:
+    """A ``(3, H, W)`` tensor turned upright by its EXIF orientation, on its device, as
+    ``decode_image`` turns the decoded picture (PIL's ``exif_transpose``)."""
+    turn = _TURNS.get(orientation)
+    return image if turn is None else turn(image).contiguous()
 
 
 class Decoded(NamedTuple):
@@ -81,10 +83,11 @@ def decode_batch(
     encoded: Column, device: str, max_pixels: int, allowed_roots: list[str] | None = None
 ) -> Decoded:
     """Encoded images -> RGB ``(3, H, W)`` uint8 tensors on ``device``, and one error (or
-    None) per row (:class:`Decoded`). JPEGs are decoded in one batched ``torchvision.io.decode_jpeg`` on the
-    device (nvJPEG on CUDA, libjpeg-turbo on a CPU) and turned upright there by their EXIF
-    orientation, as ``decode_image`` does; any row it refuses (PNG, CMYK, corrupt) falls
-    back to PIL alone; a row neither can decode gets the error."""
+    None) per row (:class:`Decoded`). JPEGs are decoded in one batched
+    ``torchvision.io.decode_jpeg`` on the device (nvJPEG on CUDA, libjpeg-turbo on a CPU)
+    and turned upright there by their EXIF orientation, as ``decode_image`` does; any row
+    it refuses (PNG, CMYK, corrupt) falls back to PIL alone; a row neither can decode gets
+    the error."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
